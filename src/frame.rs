@@ -1,0 +1,201 @@
+//! Slab buffers: preallocated frames that move by ownership through the SPSC rings.
+//!
+//! A [`Frame`] is one Open Ephys block (all channels at one `sample_num`). Its sample memory
+//! is allocated once, at start-up, with room for `max_channels × max_block_samples` floats;
+//! rows are indexed by the OE `channel_num` with a stride of the block's `num_samples`, so the
+//! memory a block touches is `(highest channel + 1) × num_samples` floats. Frames travel as
+//! `Box<Frame>` (a pointer move, no allocation, no `unsafe`): free list → assembler → shard
+//! ring → shard → return ring → free list.
+
+use std::time::Instant;
+
+/// Fixed-capacity set of channel numbers, kept as a bitmap plus an ascending list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSet {
+    bits: Vec<u64>,
+    list: Vec<u32>,
+}
+
+impl ChannelSet {
+    /// An empty set able to hold channels `0..max_channels` without allocating.
+    pub fn with_capacity(max_channels: usize) -> Self {
+        ChannelSet {
+            bits: vec![0; max_channels.div_ceil(64)],
+            list: Vec::with_capacity(max_channels),
+        }
+    }
+    /// Largest channel number + 1 this set can hold.
+    pub fn capacity(&self) -> usize {
+        self.bits.len() * 64
+    }
+    /// Membership test.
+    #[inline]
+    pub fn contains(&self, ch: u32) -> bool {
+        let (w, b) = ((ch / 64) as usize, ch % 64);
+        w < self.bits.len() && self.bits[w] & (1 << b) != 0
+    }
+    /// Adds `ch` (must be below the capacity); returns false if it was already there.
+    /// The list stays ascending (insertion is O(n) only for out-of-order arrivals).
+    #[inline]
+    pub fn insert(&mut self, ch: u32) -> bool {
+        let (w, b) = ((ch / 64) as usize, ch % 64);
+        debug_assert!(w < self.bits.len());
+        if self.bits[w] & (1 << b) != 0 {
+            return false;
+        }
+        self.bits[w] |= 1 << b;
+        match self.list.last() {
+            Some(&last) if last > ch => {
+                let pos = self.list.partition_point(|&c| c < ch);
+                self.list.insert(pos, ch);
+            }
+            _ => self.list.push(ch),
+        }
+        true
+    }
+    /// Removes everything (keeps the capacity).
+    pub fn clear(&mut self) {
+        for &c in &self.list {
+            self.bits[(c / 64) as usize] = 0;
+        }
+        self.list.clear();
+    }
+    /// Makes `self` equal to `other` without allocating (same capacity).
+    pub fn copy_from(&mut self, other: &ChannelSet) {
+        self.clear();
+        for &c in &other.list {
+            self.bits[(c / 64) as usize] |= 1 << (c % 64);
+        }
+        self.list.extend_from_slice(&other.list);
+    }
+    /// Ascending channel numbers.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.list
+    }
+    /// Number of channels.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    /// True when every channel of `other` is in `self`.
+    pub fn is_superset_of(&self, other: &ChannelSet) -> bool {
+        other.list.iter().all(|&c| self.contains(c))
+    }
+}
+
+/// Why the downsampling/batching state must not continue from the previous frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discontinuity {
+    /// This frame does not follow the previous emitted frame sample-for-sample (a dropped or
+    /// incomplete block, an upstream gap, a File Reader loop, a restart or a stream change).
+    pub gap: bool,
+    /// The channel set (or stream) differs from the previous frame's.
+    pub layout: bool,
+}
+
+/// One assembled block, owned by whoever holds the box.
+#[derive(Debug)]
+pub struct Frame {
+    /// Receiver-assigned sequence number of emitted frames (starts at 1).
+    pub seq: u64,
+    /// First sample index of the block.
+    pub sample_num: i64,
+    /// Samples per channel.
+    pub num_samples: usize,
+    /// Stream sample rate in Hz.
+    pub sample_rate: f64,
+    /// Ascending OE channel numbers present in this frame (the current channel set).
+    pub channels: Vec<u32>,
+    /// Generation of the channel set; changes whenever the set or stream changes.
+    pub layout_generation: u32,
+    /// Continuity with the previous frame.
+    pub discontinuity: Discontinuity,
+    /// When the block's last channel message arrived (bridge-added latency starts here).
+    pub arrival: Instant,
+    /// Header `timestamp` (sender wall clock, ms) of the block's last message.
+    pub header_timestamp_ms: Option<i64>,
+    data: Box<[f32]>,
+}
+
+impl Frame {
+    /// A frame whose memory holds `max_channels × max_block_samples` floats.
+    pub fn new(max_channels: usize, max_block_samples: usize) -> Box<Frame> {
+        Box::new(Frame {
+            seq: 0,
+            sample_num: 0,
+            num_samples: 0,
+            sample_rate: 0.0,
+            channels: Vec::with_capacity(max_channels),
+            layout_generation: 0,
+            discontinuity: Discontinuity::default(),
+            arrival: Instant::now(),
+            header_timestamp_ms: None,
+            data: vec![0.0f32; max_channels * max_block_samples].into_boxed_slice(),
+        })
+    }
+    /// Capacity in floats.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+    /// Samples of channel `ch` (`num_samples` floats).
+    #[inline]
+    pub fn row(&self, ch: u32) -> &[f32] {
+        let s = self.num_samples;
+        let start = ch as usize * s;
+        &self.data[start..start + s]
+    }
+    /// Mutable row of channel `ch` for a block of `num_samples` samples.
+    #[inline]
+    pub fn row_mut(&mut self, ch: u32, num_samples: usize) -> &mut [f32] {
+        let start = ch as usize * num_samples;
+        &mut self.data[start..start + num_samples]
+    }
+    /// Sample `j` of channel `ch`.
+    #[inline]
+    pub fn sample(&self, ch: u32, j: usize) -> f32 {
+        self.data[ch as usize * self.num_samples + j]
+    }
+}
+
+/// Bytes of sample memory one frame reserves.
+pub fn frame_bytes(max_channels: usize, max_block_samples: usize) -> usize {
+    max_channels * max_block_samples * std::mem::size_of::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_set_keeps_ascending_order() {
+        let mut s = ChannelSet::with_capacity(130);
+        assert!(s.insert(5));
+        assert!(s.insert(0));
+        assert!(s.insert(129));
+        assert!(s.insert(2));
+        assert!(!s.insert(5));
+        assert_eq!(s.as_slice(), &[0, 2, 5, 129]);
+        assert!(s.contains(129) && !s.contains(128) && !s.contains(100_000));
+        let mut t = ChannelSet::with_capacity(130);
+        t.copy_from(&s);
+        assert_eq!(t, s);
+        t.clear();
+        assert!(t.is_empty() && !t.contains(5));
+        assert!(s.is_superset_of(&t));
+        t.insert(7);
+        assert!(!s.is_superset_of(&t));
+    }
+
+    #[test]
+    fn frame_rows_use_block_stride() {
+        let mut f = Frame::new(4, 8);
+        f.num_samples = 3;
+        f.row_mut(2, 3).copy_from_slice(&[1.0, 2.0, 3.0]);
+        assert_eq!(f.row(2), &[1.0, 2.0, 3.0]);
+        assert_eq!(f.sample(2, 1), 2.0);
+        assert_eq!(f.capacity(), 32);
+    }
+}
