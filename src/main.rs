@@ -1,3 +1,481 @@
-fn main() {
-    println!("Hello, world!");
+//! `openephys-zmq2osc`: the bridge binary. Thin: flags → config → engine → report → exit code.
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zmq2osc::cli::{exit, Args};
+use zmq2osc::config::{Config, LogLevel, FULL_CONFIG_JSON, MINIMAL_CONFIG_JSON};
+use zmq2osc::engine::{self, Engine, EngineOptions, Shared, HB_STATES};
+use zmq2osc::net::SenderOptions;
+use zmq2osc::output::Mode;
+use zmq2osc::{sim, sink};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+type Fail = (u8, String);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err((code, msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn write_config(path: &Path, text: &str, what: &str) -> Result<u8, Fail> {
+    std::fs::write(path, text).map_err(|e| {
+        (
+            exit::CONFIG,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    println!("{what} configuration created at {}", path.display());
+    Ok(exit::OK)
+}
+
+fn run(args: Args) -> Result<u8, Fail> {
+    if args.create_config {
+        let p = args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config.json"));
+        return write_config(&p, MINIMAL_CONFIG_JSON, "Minimal");
+    }
+    if args.create_config_dev {
+        let p = args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config-dev.json"));
+        return write_config(&p, FULL_CONFIG_JSON, "Full");
+    }
+    let (mut cfg, notes) =
+        Config::load(args.config.as_deref()).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    let info = cfg.app.log_level != LogLevel::Error && cfg.app.log_level != LogLevel::Warning;
+    let warn = cfg.app.log_level != LogLevel::Error;
+    for n in &notes {
+        if warn {
+            eprintln!("config: {n}");
+        }
+    }
+    if let Some(h) = &args.zmq_host {
+        cfg.zmq.host = h.clone();
+    }
+    if let Some(p) = args.zmq_port.filter(|p| *p != 0) {
+        if p == u16::MAX {
+            return Err((
+                exit::CONFIG,
+                "--zmq-port must be below 65535 (heartbeat uses port+1)".into(),
+            ));
+        }
+        cfg.zmq.data_port = p;
+    }
+    if let Some(h) = &args.osc_host {
+        cfg.osc.host = h.clone();
+    }
+    if let Some(p) = args.osc_port.filter(|p| *p != 0) {
+        cfg.osc.port = p;
+    }
+    if !args.seconds.is_none_or(|s| s.is_finite() && s > 0.0) {
+        return Err((exit::CONFIG, "--seconds must be > 0".into()));
+    }
+    if args.simulate.is_some() {
+        cfg.zmq.host = "127.0.0.1".into();
+    }
+    if info {
+        for line in cfg.non_default_settings() {
+            eprintln!("setting: {line}");
+        }
+    }
+    if cfg.performance.mode != zmq2osc::config::PerformanceMode::Balanced && warn {
+        eprintln!(
+            "config: performance.mode '{}' has no presets yet; the explicit keys apply as in 'balanced'",
+            cfg.performance.mode.as_str()
+        );
+    }
+
+    // Optional in-process simulator and verifier.
+    let zctx = zmq::Context::new();
+    let clock = Arc::new(sink::BlockClock::new(4096));
+    let simulator = match args.simulate {
+        None => None,
+        Some(n) => {
+            if n == 0 || n > cfg.performance.max_channels {
+                return Err((
+                    exit::CONFIG,
+                    format!(
+                        "--simulate takes 1..={} channels (performance.max_channels)",
+                        cfg.performance.max_channels
+                    ),
+                ));
+            }
+            let block = match args.sim_block_size {
+                Some(b) => sim::BlockSize::Fixed(b),
+                None => sim::BlockSize::Gui,
+            };
+            let sc = sim::SimConfig {
+                bind_host: "127.0.0.1".into(),
+                data_port: cfg.zmq.data_port,
+                channels: (0..n).collect(),
+                sample_rate: args.sim_rate,
+                block,
+                signal: sim::Signal::Pattern {
+                    wrap: sim::pattern_wrap(n - 1),
+                },
+                wait_for_subscriber: true,
+                ..Default::default()
+            };
+            let c = clock.clone();
+            let observer: sim::BlockObserver = Box::new(move |sn, ns, _, t| c.record(sn, ns, t));
+            Some(
+                sim::Simulator::start(sc, &zctx, Some(observer))
+                    .map_err(|e| (exit::STARTUP, format!("simulator: {e}")))?,
+            )
+        }
+    };
+    let verifier = if args.verify {
+        let Some(n) = args.simulate else {
+            return Err((exit::CONFIG, "--verify needs --simulate".into()));
+        };
+        let fmt = engine::output_format(&cfg);
+        let layout = match fmt.mode {
+            Mode::Sample => sink::Layout::Sample,
+            Mode::Batch => sink::Layout::Batch,
+            Mode::PerChannel => {
+                return Err((
+                    exit::CONFIG,
+                    "--verify does not check per-channel mode".into(),
+                ))
+            }
+        };
+        let bind = engine::resolve(&cfg.osc.host, cfg.osc.port).map_err(|e| (exit::CONFIG, e))?;
+        let sc = sink::SinkConfig {
+            bind,
+            recv_buffer_bytes: 8 << 20,
+            base_address: cfg.osc.base_address.clone(),
+            layout,
+            channels: (0..n).collect(),
+            wrap: sim::pattern_wrap(n - 1),
+            factor: fmt.factor as u32,
+            method: match fmt.method {
+                zmq2osc::config::DownsamplingMethod::Average => sink::Method::Average,
+                zmq2osc::config::DownsamplingMethod::Decimate => sink::Method::Decimate,
+            },
+            block_clock: Some(clock.clone()),
+        };
+        Some(sink::Sink::start(sc).map_err(|e| {
+            (
+                exit::STARTUP,
+                format!("verifier cannot listen on {bind}: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+
+    let sender = SenderOptions {
+        force_portable: args.portable_udp,
+        use_gso: !args.no_gso,
+        ..Default::default()
+    };
+    let opts = EngineOptions {
+        pin_threads: !args.no_pin,
+        sender,
+        verbose: warn,
+    };
+    let eng = Engine::start(&cfg, &opts).map_err(|e| (exit::STARTUP, e))?;
+    if info {
+        print_startup(&cfg, &eng);
+    }
+
+    // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, term.clone());
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
+
+    let started = Instant::now();
+    let deadline = args.seconds.map(|s| started + Duration::from_secs_f64(s));
+    let interval =
+        (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let mut next_stats = interval.map(|i| started + i);
+    let mut prev = Snapshot::take(eng.shared());
+    let mut prev_t = started;
+    let mut failed_early = false;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if term.load(Ordering::SeqCst) || deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if eng.has_failed() {
+            failed_early = true;
+            break;
+        }
+        if let (Some(i), Some(t)) = (interval, next_stats) {
+            if now >= t {
+                let cur = Snapshot::take(eng.shared());
+                if info {
+                    eprintln!(
+                        "{}",
+                        status_line(
+                            &cur,
+                            &prev,
+                            now.duration_since(prev_t),
+                            now.duration_since(started)
+                        )
+                    );
+                }
+                prev = cur;
+                prev_t = now;
+                next_stats = Some(t + i);
+            }
+        }
+    }
+    if info {
+        eprintln!("stopping: flushing and joining threads…");
+    }
+    // Stop the source first so the bridge sees every block it was sent.
+    let sim_stats = simulator.map(|s| s.stop());
+    let report = eng.shutdown();
+    let verify = verifier.map(|v| {
+        v.wait_for_rows(u64::MAX, Duration::from_millis(200));
+        v.stop()
+    });
+
+    println!(
+        "{}",
+        final_report(
+            &report,
+            sim_stats.as_ref(),
+            verify.as_ref(),
+            started.elapsed()
+        )
+    );
+    if let Some(p) = &args.histogram_csv {
+        report.latencies.write_csv(p).map_err(|e| {
+            (
+                exit::RUNTIME_FAILURE,
+                format!("cannot write {}: {e}", p.display()),
+            )
+        })?;
+        eprintln!("latency histograms written to {}", p.display());
+    }
+    if report.failed || failed_early {
+        eprintln!("error: a bridge thread failed (see the message above); output had stopped");
+        return Ok(exit::RUNTIME_FAILURE);
+    }
+    Ok(exit::OK)
+}
+
+fn print_startup(cfg: &Config, eng: &Engine) {
+    let l = eng.layout();
+    let fmt = engine::output_format(cfg);
+    let mode = match fmt.mode {
+        Mode::Sample => format!("{}/sample", fmt.base_address),
+        Mode::Batch => format!(
+            "{}/batch/{} (int N + N·{} floats, channel-major)",
+            fmt.base_address, fmt.batch_size, fmt.batch_size
+        ),
+        Mode::PerChannel => format!("{} per channel", fmt.channel_address_format),
+    };
+    eprintln!("openephys-zmq2osc {}", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "  ZMQ data   {} (SUB)   heartbeat {} as {}",
+        l.data_endpoint,
+        l.heartbeat_endpoint,
+        engine::heartbeat_message(&cfg.zmq.app_uuid)
+    );
+    eprintln!(
+        "  OSC        {} -> udp://{} via {} (SO_SNDBUF {} KiB)",
+        mode,
+        l.destination,
+        l.udp_backend,
+        l.send_buffer / 1024
+    );
+    eprintln!(
+        "  processing downsampling F={} ({}), output rate = input rate / {}",
+        fmt.factor,
+        fmt.method.as_str(),
+        fmt.factor
+    );
+    eprintln!(
+        "  slab       {} frames × {} ch × {} samples = {:.1} MiB reserved (ring {} blocks, policy {}); \
+         memory is touched only as blocks use it",
+        l.slab_frames,
+        cfg.performance.max_channels,
+        cfg.performance.max_block_samples,
+        l.slab_bytes as f64 / (1 << 20) as f64,
+        l.ring_capacity,
+        cfg.performance.osc_queue_overflow_strategy.as_str()
+    );
+    eprintln!("  pinning    {}", l.pinning);
+}
+
+#[derive(Clone)]
+struct Snapshot {
+    rx: Vec<(&'static str, u64)>,
+    tx: Vec<(&'static str, u64)>,
+    hb_state: u64,
+}
+
+impl Snapshot {
+    fn take(s: &Shared) -> Snapshot {
+        Snapshot {
+            rx: s.rx.snapshot(),
+            tx: s.tx[0].snapshot(),
+            hb_state: s.hb.by_name("state"),
+        }
+    }
+    fn rx(&self, n: &str) -> u64 {
+        self.rx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
+    }
+    fn tx(&self, n: &str) -> u64 {
+        self.tx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
+    }
+}
+
+fn status_line(cur: &Snapshot, prev: &Snapshot, dt: Duration, t: Duration) -> String {
+    let s = dt.as_secs_f64().max(1e-6);
+    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / s;
+    format!(
+        "[{:7.1}s] zmq {:>7.0} msg/s {:>4.0} blocks/s {} ch @ {:.1} Hz | osc {:>7.0} dgram/s {:>6.2} MB/s queue {} | \
+         lost: incomplete {} upstream-msgs {} policy {} send {} malformed {} | heartbeat {}",
+        t.as_secs_f64(),
+        rate(cur.rx("messages"), prev.rx("messages")),
+        rate(cur.rx("blocks_emitted"), prev.rx("blocks_emitted")),
+        cur.rx("channels"),
+        cur.rx("sample_rate_mhz") as f64 / 1000.0,
+        rate(cur.tx("sent"), prev.tx("sent")),
+        rate(cur.tx("bytes"), prev.tx("bytes")) / 1e6,
+        cur.tx("queued"),
+        cur.rx("blocks_incomplete") + cur.rx("blocks_incomplete_upstream"),
+        cur.rx("upstream_missing_msgs"),
+        cur.rx("dropped_newest") + cur.tx("dropped_oldest"),
+        cur.tx("send_dropped"),
+        cur.rx("malformed"),
+        HB_STATES.get(cur.hb_state as usize).unwrap_or(&"?"),
+    )
+}
+
+fn final_report(
+    r: &engine::Report,
+    sim: Option<&sim::SimStats>,
+    verify: Option<&sink::SinkReport>,
+    elapsed: Duration,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let get = |v: &[(&str, u64)], n: &str| v.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1);
+    let tx = r.tx.first().cloned().unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "== openephys-zmq2osc report ({:.1} s) ==",
+        elapsed.as_secs_f64()
+    );
+    if let Some(st) = sim {
+        let _ = writeln!(
+            s,
+            "simulator  blocks {}  data messages {}  ttl events {}  late blocks {} (max {:.1} ms behind)",
+            st.blocks,
+            st.data_messages,
+            st.event_messages,
+            st.late_blocks,
+            st.max_lateness.as_secs_f64() * 1e3
+        );
+    }
+    let _ = writeln!(
+        s,
+        "zmq        messages {}  data {}  ttl {}  spikes {}  malformed {}  upstream missing msgs {}  sample gaps {} ({} samples)",
+        get(&r.rx, "messages"),
+        get(&r.rx, "data_msgs"),
+        get(&r.rx, "ttl_events"),
+        get(&r.rx, "spikes"),
+        get(&r.rx, "malformed"),
+        get(&r.rx, "upstream_missing_msgs"),
+        get(&r.rx, "upstream_sample_gaps"),
+        get(&r.rx, "upstream_missing_samples"),
+    );
+    let _ = writeln!(
+        s,
+        "blocks     emitted {}  incomplete {}  incomplete(upstream loss) {}  while learning channels {}  no free frame {}  restarts {}  loops {}  stream changes {}  channel-set changes {}",
+        get(&r.rx, "blocks_emitted"),
+        get(&r.rx, "blocks_incomplete"),
+        get(&r.rx, "blocks_incomplete_upstream"),
+        get(&r.rx, "blocks_learning"),
+        get(&r.rx, "blocks_no_frame"),
+        get(&r.rx, "restarts"),
+        get(&r.rx, "backward_jumps"),
+        get(&r.rx, "stream_changes"),
+        get(&r.rx, "channel_set_changes"),
+    );
+    let _ = writeln!(
+        s,
+        "queue      dropped newest {}  dropped oldest {}  block waits {}",
+        get(&r.rx, "dropped_newest"),
+        get(&tx, "dropped_oldest"),
+        get(&r.rx, "block_waits"),
+    );
+    let _ = writeln!(
+        s,
+        "osc        frames {}  rows {}  datagrams {}  sent {}  send-dropped {} (refused {})  oversize refused {}  syscalls {}  gso batches {}",
+        get(&tx, "frames"),
+        get(&tx, "rows"),
+        get(&tx, "datagrams"),
+        get(&tx, "sent"),
+        get(&tx, "send_dropped"),
+        get(&tx, "refused"),
+        get(&tx, "oversize"),
+        get(&tx, "syscalls"),
+        get(&tx, "gso_batches"),
+    );
+    let malformed: Vec<String> =
+        r.rx.iter()
+            .skip_while(|(k, _)| *k != "bad_envelope")
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+    if !malformed.is_empty() {
+        let _ = writeln!(s, "malformed  {}", malformed.join("  "));
+    }
+    let _ = writeln!(
+        s,
+        "heartbeat  sent {}  replies {}  socket resets {}",
+        get(&r.hb, "sent"),
+        get(&r.hb, "replies"),
+        get(&r.hb, "resets")
+    );
+    if let Some(v) = verify {
+        let delivered = if v.rows + v.lost_rows > 0 {
+            v.rows as f64 / (v.rows + v.lost_rows) as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "verifier   rows {}  clean {}  lost {}  duplicated {}  reordered {}  torn {}  bad values {}  kernel drops {}  delivered {:.4}",
+            v.rows, v.clean_rows, v.lost_rows, v.duplicated_rows, v.reordered_rows, v.torn_rows, v.bad_values, v.kernel_drops, delivered
+        );
+        if let Some(h) = &v.latency {
+            if !h.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "end-to-end (simulator send -> OSC received) ms: p50 {:.3}  p99 {:.3}  max {:.3}",
+                    h.value_at_quantile(0.5) as f64 / 1e6,
+                    h.value_at_quantile(0.99) as f64 / 1e6,
+                    h.max() as f64 / 1e6
+                );
+            }
+        }
+    }
+    s.push_str(&r.latencies.table());
+    s
 }

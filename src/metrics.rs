@@ -1,0 +1,228 @@
+//! Counters and latency histograms.
+//!
+//! Each hot thread owns its counters as plain integers and publishes them now and then into
+//! its own [`CounterBlock`] (relaxed atomic stores on a cache-padded block, one writer), so
+//! readers (stats line, final report) never contend with the hot path. Each hot thread also
+//! owns bounded `hdrhistogram` histograms (fixed range, no auto-resize: recording never
+//! allocates; values outside the range are clamped by `saturating_record`). They are merged
+//! when the threads are joined.
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A fixed set of named counters written by one thread and read by others.
+#[derive(Debug)]
+pub struct CounterBlock {
+    names: &'static [&'static str],
+    values: CachePadded<Box<[AtomicU64]>>,
+}
+
+impl CounterBlock {
+    /// Counters named `names`, all zero.
+    pub fn new(names: &'static [&'static str]) -> Self {
+        CounterBlock {
+            names,
+            values: CachePadded::new((0..names.len()).map(|_| AtomicU64::new(0)).collect()),
+        }
+    }
+    /// Publishes counter `i` (single writer).
+    #[inline]
+    pub fn set(&self, i: usize, v: u64) {
+        self.values[i].store(v, Ordering::Relaxed);
+    }
+    /// Reads counter `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        self.values[i].load(Ordering::Relaxed)
+    }
+    /// Reads a counter by name (0 when unknown).
+    pub fn by_name(&self, name: &str) -> u64 {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| self.get(i))
+    }
+    /// `(name, value)` pairs.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, self.get(i)))
+            .collect()
+    }
+}
+
+/// Highest latency a histogram records exactly (ns): 100 s.
+pub const MAX_LATENCY_NS: u64 = 100_000_000_000;
+
+/// A bounded latency histogram in nanoseconds (3 significant digits).
+pub fn latency_histogram() -> Histogram<u64> {
+    // Bounds are constants known to be valid.
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).unwrap_or_else(|_| unreachable!())
+}
+
+/// Named latency histograms (one per measured span).
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    /// `(name, description, histogram)`.
+    pub hists: Vec<(&'static str, &'static str, Histogram<u64>)>,
+}
+
+/// Spans the bridge measures.
+pub const SPANS: [(&str, &str); 5] = [
+    (
+        "bridge_added",
+        "block's last ZMQ message received -> send call carrying its last datagram returned",
+    ),
+    (
+        "publisher_to_wire",
+        "header timestamp (sender wall clock, ms) -> that send returned (needs synced clocks)",
+    ),
+    (
+        "queue_wait",
+        "block complete at the receiver -> taken by the encoder shard",
+    ),
+    (
+        "block_spread",
+        "first -> last channel message of a block at the receiver (publisher burst)",
+    ),
+    (
+        "shard_frame_cost",
+        "encoder shard time to downsample, encode and send one block",
+    ),
+];
+
+impl Latencies {
+    /// Empty histograms for every span in [`SPANS`].
+    pub fn new() -> Self {
+        Latencies {
+            hists: SPANS
+                .iter()
+                .map(|(n, d)| (*n, *d, latency_histogram()))
+                .collect(),
+        }
+    }
+    /// Records `ns` into span `i` (never allocates; clamps to the range).
+    #[inline]
+    pub fn record(&mut self, i: usize, ns: u64) {
+        self.hists[i].2.saturating_record(ns.max(1));
+    }
+    /// Adds another set (same spans).
+    pub fn merge(&mut self, other: &Latencies) {
+        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
+            // Same bounds on both sides: cannot fail.
+            let _ = a.2.add(&b.2);
+        }
+    }
+    /// The histogram of a span.
+    pub fn get(&self, name: &str) -> Option<&Histogram<u64>> {
+        self.hists.iter().find(|h| h.0 == name).map(|h| &h.2)
+    }
+    /// A p50/p90/p99/p99.9/max table in milliseconds.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        for (name, _, h) in &self.hists {
+            if h.is_empty() {
+                let _ = writeln!(s, "{name:<18} {:>9} {:>9}", 0, "-");
+                continue;
+            }
+            let ms = |v: u64| v as f64 / 1e6;
+            let _ = writeln!(
+                s,
+                "{:<18} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name,
+                h.len(),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.9)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.value_at_quantile(0.999)),
+                ms(h.max()),
+            );
+        }
+        s
+    }
+    /// Writes every distribution as CSV: one row per percentile step
+    /// (`metric,percentile,value_us,count_at_or_below,total_count`).
+    pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = String::from("metric,percentile,value_us,count_at_or_below,total_count\n");
+        for (name, _, h) in &self.hists {
+            if h.is_empty() {
+                continue;
+            }
+            for v in h.iter_quantiles(4) {
+                let _ = writeln!(
+                    out,
+                    "{},{:.6},{:.3},{},{}",
+                    name,
+                    v.quantile_iterated_to() * 100.0,
+                    v.value_iterated_to() as f64 / 1e3,
+                    v.count_since_last_iteration(),
+                    h.len()
+                );
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::File::create(path)?;
+        f.write_all(out.as_bytes())
+    }
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_publish_and_read() {
+        let c = CounterBlock::new(&["a", "b"]);
+        c.set(1, 7);
+        assert_eq!(c.by_name("b"), 7);
+        assert_eq!(c.by_name("zz"), 0);
+        assert_eq!(c.snapshot(), vec![("a", 0), ("b", 7)]);
+    }
+
+    #[test]
+    fn latencies_record_merge_and_export() {
+        let mut a = Latencies::new();
+        let mut b = Latencies::new();
+        for v in 1..=1000u64 {
+            a.record(0, v * 1000);
+        }
+        b.record(0, 5_000_000);
+        b.record(0, u64::MAX); // clamped, not lost
+        a.merge(&b);
+        let h = a.get("bridge_added").unwrap();
+        assert_eq!(h.len(), 1002);
+        assert!(h.max() >= MAX_LATENCY_NS / 2);
+        assert!(a.table().contains("bridge_added"));
+        let dir = std::env::temp_dir().join(format!("z2o-metrics-{}", std::process::id()));
+        let p = dir.join("h.csv");
+        a.write_csv(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("metric,percentile,value_us"));
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("bridge_added,"))
+                .count()
+                > 10
+        );
+        assert!(text.lines().last().unwrap().contains("100.000000"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,163 @@
+//! The hot path does not allocate: a counting global allocator counts allocations made on the
+//! bridge's hot threads (`zmq_rx`, `osc_tx_0`, marked by `zmq2osc::hot`) while the real
+//! engine receives from a real ZMQ publisher and sends to a real UDP socket, in each output
+//! mode. (libzmq's own C allocations do not go through Rust's allocator and are not counted.)
+
+mod common;
+
+use common::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static HOT_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// The tests share the counter: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn note() {
+    if ARMED.load(Ordering::Relaxed) && zmq2osc::hot::is_hot() {
+        HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Waits until `n` frames were handled: sent, or dropped by the queue policy when the unpaced
+/// publisher outruns a debug build (those paths must not allocate either).
+fn wait_emitted(eng: &zmq2osc::engine::Engine, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    let done = || {
+        let t = &eng.shared().tx[0];
+        t.by_name("frames")
+            + t.by_name("dropped_oldest")
+            + eng.shared().rx.by_name("dropped_newest")
+    };
+    while done() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        done() >= n,
+        "bridge did not process {n} frames: rx {:?} tx {:?}",
+        eng.shared().rx.snapshot(),
+        eng.shared().tx[0].snapshot()
+    );
+}
+
+fn run(configure: impl Fn(&mut zmq2osc::config::Config)) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ctx = zmq::Context::new();
+    let (mut publ, zport) = publisher(&ctx);
+    let (rx, oport) = receiver();
+    let mut cfg = config(zport, oport);
+    configure(&mut cfg);
+    let eng = start(&cfg);
+    publ.wait_for_subscriber(WAIT).unwrap();
+    let ch: Vec<u32> = (0..16).collect();
+    // A drain thread keeps the receiver's buffer from overflowing (not a hot thread).
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0u64;
+        while !s2.load(Ordering::Relaxed) {
+            if rx.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    });
+    // Warm-up: channel set learned, layout set, every buffer touched once.
+    let mut j = 0i64;
+    for _ in 0..20 {
+        send_block(&mut publ, &ch, j, 100);
+        j += 100;
+    }
+    wait_emitted(&eng, 19);
+    // Measured: steady state, with a timer-driven partial batch flush on the way.
+    ARMED.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        send_block(&mut publ, &ch, j, 100);
+        j += 100;
+    }
+    wait_emitted(&eng, 119);
+    std::thread::sleep(Duration::from_millis(30));
+    ARMED.store(false, Ordering::SeqCst);
+    let allocs = HOT_ALLOCS.swap(0, Ordering::SeqCst);
+    let r = eng.shutdown();
+    stop.store(true, Ordering::SeqCst);
+    let received = drainer.join().unwrap();
+    assert!(
+        received > 0,
+        "the receiver got nothing: the test measured nothing"
+    );
+    assert!(!r.failed);
+    assert_eq!(
+        allocs, 0,
+        "hot threads allocated {allocs} times in steady state"
+    );
+}
+
+#[test]
+fn sample_mode_hot_path_does_not_allocate() {
+    run(|c| c.osc.processing.downsampling_factor = 1);
+}
+
+#[test]
+fn batch_mode_with_timer_flush_does_not_allocate() {
+    run(|c| {
+        c.osc.processing.downsampling_factor = 3;
+        c.osc.processing.batch_size = 7;
+        c.osc.processing.batch_timeout_ms = 10.0;
+        c.performance.enable_batching = true;
+    });
+}
+
+#[test]
+fn per_channel_mode_does_not_allocate() {
+    run(|c| {
+        c.osc.processing.downsampling_factor = 10;
+        c.osc.send_individual_channels = true;
+    });
+}
+
+#[test]
+fn the_counter_sees_allocations_on_a_hot_thread() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let h = std::thread::spawn(|| {
+        zmq2osc::hot::mark_current_thread_hot();
+        ARMED.store(true, Ordering::SeqCst);
+        let v = std::hint::black_box(vec![1u8; 10]);
+        ARMED.store(false, Ordering::SeqCst);
+        v.len()
+    });
+    assert_eq!(h.join().unwrap(), 10);
+    assert!(HOT_ALLOCS.swap(0, Ordering::SeqCst) >= 1);
+}
