@@ -803,7 +803,7 @@ mod tests {
         let (mut a, mut io, mut mn) = (asm(), io(2), 0);
         blocks(&mut a, &mut io, &mut mn, 0, 6, 2, &[0, 1]);
         assert!(a.counters.blocks_no_frame > 0);
-        io.0.extend(io.1.drain(..));
+        io.0.append(&mut io.1);
         blocks(&mut a, &mut io, &mut mn, 12, 2, 2, &[0, 1]);
         assert_eq!(io.1.len(), 2);
     }

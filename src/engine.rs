@@ -17,7 +17,7 @@
 use crate::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
 use crate::config::{Config, OverflowStrategy};
 use crate::frame::{frame_bytes, Frame};
-use crate::metrics::{CounterBlock, Latencies};
+use crate::metrics::{span, CounterBlock, Latencies};
 use crate::net::{RateLimitedLog, SenderOptions, UdpSender};
 use crate::output::{Mode, OutputFormat, OutputPipeline, Transmit};
 use crate::protocol::{self, Envelope, Header, Malformed};
@@ -466,6 +466,8 @@ impl Engine {
 // ---------------------------------------------------------------------------------------------
 // Receiver
 
+// Frames stay boxed in the free list: they move through the rings as pointers, never copied.
+#[allow(clippy::vec_box)]
 struct RxIo {
     free: Vec<Box<Frame>>,
     ring: Producer<Box<Frame>>,
@@ -651,7 +653,7 @@ fn run_receiver(
         shared
             .last_message_ms
             .store(wall_ms() as u64, Ordering::Relaxed);
-        if messages % 1024 == 0 {
+        if messages.is_multiple_of(1024) {
             publish_rx(
                 &shared,
                 &asm,
@@ -722,7 +724,10 @@ fn run_receiver(
                         }
                         if asm.counters.blocks_emitted != before {
                             if let Some((_, first)) = block_first {
-                                lat.record(3, now.duration_since(first).as_nanos() as u64);
+                                lat.record(
+                                    span::BLOCK_SPREAD,
+                                    now.duration_since(first).as_nanos() as u64,
+                                );
                             }
                         }
                     }
@@ -803,16 +808,9 @@ impl Transmit for ShardTx {
     fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]) {
         self.sender.send_batch(arena, dgrams);
     }
-    fn block_sent(&mut self, arrival: Instant, header_timestamp_ms: Option<i64>) {
-        let now = Instant::now();
+    fn block_sent(&mut self, arrival: Instant, _header_timestamp_ms: Option<i64>) {
         self.lat
-            .record(0, now.duration_since(arrival).as_nanos() as u64);
-        if let Some(ts) = header_timestamp_ms {
-            let d = wall_ms() - ts;
-            if d >= 0 {
-                self.lat.record(1, d as u64 * 1_000_000);
-            }
-        }
+            .record(span::BLOCK_TO_OUTPUT, arrival.elapsed().as_nanos() as u64);
     }
 }
 
@@ -888,10 +886,30 @@ fn run_shard(
             Ok(f) => {
                 idle_since = None;
                 let now = Instant::now();
-                tx.lat
-                    .record(2, now.duration_since(f.arrival).as_nanos() as u64);
+                tx.lat.record(
+                    span::QUEUE_WAIT,
+                    now.duration_since(f.arrival).as_nanos() as u64,
+                );
+                let before = pipeline.counters.datagrams;
                 pipeline.process(&f, now, &mut tx);
-                tx.lat.record(4, now.elapsed().as_nanos() as u64);
+                let done = Instant::now();
+                tx.lat.record(
+                    span::SHARD_FRAME_COST,
+                    done.duration_since(now).as_nanos() as u64,
+                );
+                if pipeline.counters.datagrams != before {
+                    // process() returns after the send carrying its last datagram returned.
+                    tx.lat.record(
+                        span::BRIDGE_ADDED,
+                        done.duration_since(f.arrival).as_nanos() as u64,
+                    );
+                    if let Some(ts) = f.header_timestamp_ms {
+                        let d = wall_ms() - ts;
+                        if d >= 0 {
+                            tx.lat.record(span::PUBLISHER_TO_WIRE, d as u64 * 1_000_000);
+                        }
+                    }
+                }
                 // The return ring holds the whole pool: this push cannot fail.
                 let _ = ret.push(f);
                 publish_tx(counters, &pipeline, &tx, dropped_oldest, frames.slots());

@@ -31,6 +31,7 @@
 //! * **Ordering.** A shard owns an output stream; a frame is never split across shards, so
 //!   every datagram stream stays in order and downsampling state stays in one place.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

@@ -73,14 +73,18 @@ pub struct Latencies {
 }
 
 /// Spans the bridge measures.
-pub const SPANS: [(&str, &str); 5] = [
+pub const SPANS: [(&str, &str); 6] = [
     (
         "bridge_added",
-        "block's last ZMQ message received -> send call carrying its last datagram returned",
+        "block's last ZMQ message received -> return of the send call carrying the last datagram its processing produced",
+    ),
+    (
+        "block_to_output",
+        "block's last ZMQ message received -> send of the datagram holding its last sample (adds downsampling-group and batch-fill waits)",
     ),
     (
         "publisher_to_wire",
-        "header timestamp (sender wall clock, ms) -> that send returned (needs synced clocks)",
+        "header timestamp (sender wall clock, ms resolution) -> same send as bridge_added (needs synced clocks)",
     ),
     (
         "queue_wait",
@@ -95,6 +99,22 @@ pub const SPANS: [(&str, &str); 5] = [
         "encoder shard time to downsample, encode and send one block",
     ),
 ];
+
+/// Index of each span in [`SPANS`].
+pub mod span {
+    /// See [`super::SPANS`].
+    pub const BRIDGE_ADDED: usize = 0;
+    /// See [`super::SPANS`].
+    pub const BLOCK_TO_OUTPUT: usize = 1;
+    /// See [`super::SPANS`].
+    pub const PUBLISHER_TO_WIRE: usize = 2;
+    /// See [`super::SPANS`].
+    pub const QUEUE_WAIT: usize = 3;
+    /// See [`super::SPANS`].
+    pub const BLOCK_SPREAD: usize = 4;
+    /// See [`super::SPANS`].
+    pub const SHARD_FRAME_COST: usize = 5;
+}
 
 impl Latencies {
     /// Empty histograms for every span in [`SPANS`].
