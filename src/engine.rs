@@ -662,7 +662,8 @@ fn run_receiver(
                 zmq_errors,
                 (ttl_events, spikes),
             );
-            asm.poll(now, &mut io);
+            // No asm.poll() here: deadlines only apply once the socket is drained, so a
+            // receiver descheduled for a while never drops a block whose rest is queued.
         }
         let more = sub.get_rcvmore().unwrap_or(false);
         let envelope = if n <= env.len() {
