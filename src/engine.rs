@@ -110,6 +110,10 @@ pub struct EngineOptions {
     pub sender: SenderOptions,
     /// Log lines go to stderr when true.
     pub verbose: bool,
+    /// Test hook: the encoder shard panics after this many frames (proves that a dead
+    /// thread stops the bridge with a failure instead of a silent stall).
+    #[doc(hidden)]
+    pub panic_after_frames: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -118,6 +122,7 @@ impl Default for EngineOptions {
             pin_threads: false,
             sender: SenderOptions::default(),
             verbose: true,
+            panic_after_frames: None,
         }
     }
 }
@@ -320,6 +325,7 @@ impl Engine {
         // Shard thread.
         let shard_shared = shared.clone();
         let shard_policy = policy;
+        let panic_after = opts.panic_after_frames;
         let shard = thread::Builder::new()
             .name("osc_tx_0".into())
             .spawn(move || {
@@ -336,6 +342,7 @@ impl Engine {
                     sender,
                     shard_policy,
                     queue,
+                    panic_after,
                 )
             })
             .map_err(|e| format!("spawn osc_tx_0: {e}"))?;
@@ -862,6 +869,7 @@ fn run_shard(
     sender: UdpSender,
     policy: OverflowStrategy,
     queue_max: usize,
+    panic_after: Option<u64>,
 ) -> Latencies {
     let mut tx = ShardTx {
         sender,
@@ -891,6 +899,9 @@ fn run_shard(
                     span::QUEUE_WAIT,
                     now.duration_since(f.arrival).as_nanos() as u64,
                 );
+                if panic_after.is_some_and(|n| pipeline.counters.frames >= n) {
+                    panic!("osc_tx_{index}: injected failure (test hook)");
+                }
                 let before = pipeline.counters.datagrams;
                 pipeline.process(&f, now, &mut tx);
                 let done = Instant::now();

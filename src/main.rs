@@ -101,6 +101,13 @@ fn run(args: Args) -> Result<u8, Fail> {
         );
     }
 
+    // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, term.clone());
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
+
     // Optional in-process simulator and verifier.
     let zctx = zmq::Context::new();
     let clock = Arc::new(sink::BlockClock::new(4096));
@@ -189,17 +196,11 @@ fn run(args: Args) -> Result<u8, Fail> {
         pin_threads: !args.no_pin,
         sender,
         verbose: warn,
+        panic_after_frames: None,
     };
     let eng = Engine::start(&cfg, &opts).map_err(|e| (exit::STARTUP, e))?;
     if info {
         print_startup(&cfg, &eng);
-    }
-
-    // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, term.clone());
-        let _ = signal_hook::flag::register(sig, term.clone());
     }
 
     let started = Instant::now();

@@ -286,3 +286,28 @@ fn heartbeat_reaches_data_port_plus_one_with_original_identity() {
     drop(publ);
     eng.shutdown();
 }
+
+#[test]
+fn a_dead_thread_stops_the_bridge_as_a_failure() {
+    let ctx = zmq::Context::new();
+    let (mut publ, zport) = publisher(&ctx);
+    let (_rx, oport) = receiver();
+    let cfg = config(zport, oport);
+    let opts = zmq2osc::engine::EngineOptions {
+        verbose: false,
+        panic_after_frames: Some(2),
+        ..Default::default()
+    };
+    let eng = zmq2osc::engine::Engine::start(&cfg, &opts).unwrap();
+    publ.wait_for_subscriber(WAIT).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut j = 0;
+    while !eng.has_failed() && std::time::Instant::now() < deadline {
+        send_block(&mut publ, &[0, 1], j, 32);
+        j += 32;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(eng.has_failed());
+    let r = eng.shutdown();
+    assert!(r.failed);
+}
