@@ -93,6 +93,9 @@ pub enum Reject {
 pub struct AsmCounters {
     /// DATA messages seen (valid or not).
     pub data_msgs: u64,
+    /// Distinct blocks started (each ends emitted, dropped for one of the reasons below, or
+    /// still open).
+    pub blocks_opened: u64,
     /// Rejected messages by kind ([`Malformed::ALL`] order).
     pub malformed: [u64; Malformed::COUNT],
     /// Frames handed to the output side.
@@ -392,6 +395,11 @@ impl Assembler {
         self.close(io);
     }
 
+    /// True while a block is open (counted in `blocks_opened`, not yet ended).
+    pub fn has_open_block(&self) -> bool {
+        self.open && !self.emitted && self.frame.is_some()
+    }
+
     /// The earliest instant at which [`Assembler::poll`] has work, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         let d = (self.open && !self.emitted).then_some(self.deadline);
@@ -444,6 +452,7 @@ impl Assembler {
             }
         }
         self.prev_open_end = Some(key.saturating_add(ns as i64));
+        self.counters.blocks_opened += 1;
         self.open = true;
         self.key = key;
         self.num_samples = ns;

@@ -54,6 +54,7 @@ pub const RX_COUNTERS: &[&str] = &[
     "channels",
     "sample_rate_mhz",
     "zmq_errors",
+    "blocks_opened",
     "bad_envelope",
     "too_few_frames",
     "too_many_frames",
@@ -68,7 +69,7 @@ pub const RX_COUNTERS: &[&str] = &[
     "bad_event",
     "bad_spike",
 ];
-const RX_MALFORMED_BASE: usize = 24;
+const RX_MALFORMED_BASE: usize = 25;
 
 /// Shard counters (published by each `osc_tx_N`).
 pub const TX_COUNTERS: &[&str] = &[
@@ -93,10 +94,20 @@ pub const TX_COUNTERS: &[&str] = &[
     "gso_batches",
     "gso_fallbacks",
     "queued",
+    "group_samples_pending",
 ];
 
 /// Heartbeat counters (published by `zmq_hb`).
-pub const HB_COUNTERS: &[&str] = &["sent", "replies", "resets", "state"];
+pub const HB_COUNTERS: &[&str] = &[
+    "sent",
+    "replies",
+    "resets",
+    "state",
+    "data_connects",
+    "data_disconnects",
+    "data_handshake_failures",
+    "data_manual_reconnects",
+];
 
 /// Heartbeat states as published in the `state` counter.
 pub const HB_STATES: [&str; 4] = ["connecting", "online", "not_responding", "reconnecting"];
@@ -142,6 +153,10 @@ pub struct Shared {
     pub hb: CounterBlock,
     /// Wall-clock ms of the last received message (0 = never).
     pub last_message_ms: AtomicU64,
+    /// Set by the monitor when libzmq gave up on the data connection (it does not reconnect
+    /// after a protocol error such as a message above ZMQ_MAXMSGSIZE); the receiver then
+    /// connects again.
+    pub reconnect_data: AtomicBool,
 }
 
 /// What the engine was started with (for the start-up report).
@@ -180,6 +195,59 @@ pub struct Report {
     pub hb: Vec<(&'static str, u64)>,
     /// A thread panicked or failed.
     pub failed: bool,
+}
+
+impl Report {
+    fn rx(&self, n: &str) -> u64 {
+        self.rx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
+    }
+    fn tx(&self, n: &str) -> u64 {
+        self.tx
+            .iter()
+            .map(|t| t.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1))
+            .sum()
+    }
+
+    /// The books: every block received is accounted for exactly once, every block emitted is
+    /// encoded or dropped by the queue policy, every datagram built is sent or failed.
+    /// Returns the text and whether all three balance.
+    pub fn ledger(&self) -> (String, bool) {
+        let opened = self.rx("blocks_opened");
+        let emitted = self.rx("blocks_emitted");
+        let inc = self.rx("blocks_incomplete");
+        let up = self.rx("blocks_incomplete_upstream");
+        let learn = self.rx("blocks_learning");
+        let noframe = self.rx("blocks_no_frame");
+        let frames = self.tx("frames");
+        let oldest = self.tx("dropped_oldest");
+        let newest = self.rx("dropped_newest");
+        let queued = self.tx("queued");
+        let built = self.tx("datagrams");
+        let sent = self.tx("sent");
+        let failed = self.tx("send_dropped");
+        let b1 = opened == emitted + inc + up + learn + noframe;
+        let b2 = emitted == frames + oldest + newest + queued;
+        let b3 = built == sent + failed;
+        let mark = |b: bool| if b { "balanced" } else { "NOT BALANCED" };
+        let text = format!(
+            "ledger     blocks received {opened} = sent on {emitted} + incomplete {inc} + incomplete(upstream loss) {up} \
+             + learning {learn} + no free frame {noframe}  [{}]\n\
+             ledger     blocks sent on {emitted} = encoded {frames} + dropped oldest {oldest} + dropped newest {newest} \
+             + still queued {queued}  [{}]\n\
+             ledger     datagrams built {built} = sent {sent} + failed to send {failed}  [{}]; \
+             refused as oversize {}; samples discarded in unfinished groups {} (+{} held at stop); \
+             upstream: {} messages missing by message_num, {} samples by sample_num",
+            mark(b1),
+            mark(b2),
+            mark(b3),
+            self.tx("oversize"),
+            self.tx("group_samples_discarded"),
+            self.tx("group_samples_pending"),
+            self.rx("upstream_missing_msgs"),
+            self.rx("upstream_missing_samples"),
+        );
+        (text, b1 && b2 && b3)
+    }
 }
 
 /// A running bridge.
@@ -278,6 +346,16 @@ impl Engine {
             .and_then(|_| sub.set_subscribe(b""))
             .and_then(|_| sub.connect(&data_endpoint))
             .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
+        // Watch the data connection: libzmq drops a peer that exceeds ZMQ_MAXMSGSIZE (and a
+        // GUI that quits) without telling the socket's user; the monitor tells us.
+        static MONITORS: AtomicU64 = AtomicU64::new(0);
+        let monitor_endpoint = format!(
+            "inproc://zmq2osc-monitor-{}-{}",
+            std::process::id(),
+            MONITORS.fetch_add(1, Ordering::Relaxed)
+        );
+        sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)
+            .map_err(|e| format!("zmq monitor: {e}"))?;
 
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -286,6 +364,7 @@ impl Engine {
             tx: vec![CounterBlock::new(TX_COUNTERS)],
             hb: CounterBlock::new(HB_COUNTERS),
             last_message_ms: AtomicU64::new(0),
+            reconnect_data: AtomicBool::new(false),
         });
 
         // Slab: every frame allocated now.
@@ -357,6 +436,7 @@ impl Engine {
         let rx_shared = shared.clone();
         let shard_thread = shard.thread().clone();
         let verbose = opts.verbose;
+        let rx_endpoint = data_endpoint.clone();
         let rx = thread::Builder::new()
             .name("zmq_rx".into())
             .spawn(move || {
@@ -377,6 +457,7 @@ impl Engine {
                 run_receiver(
                     rx_shared,
                     sub,
+                    &rx_endpoint,
                     Assembler::new(asm_cfg),
                     io,
                     max_block,
@@ -388,11 +469,20 @@ impl Engine {
         let hb_shared = shared.clone();
         let hb_ctx = ctx.clone();
         let hb_cfg = HeartbeatConfig::from_config(cfg, &heartbeat_endpoint);
+        let monitor = hb_ctx
+            .socket(zmq::PAIR)
+            .and_then(|m| {
+                m.set_linger(0)
+                    .and_then(|_| m.connect(&monitor_endpoint))
+                    .map(|_| m)
+            })
+            .map_err(|e| format!("zmq monitor socket: {e}"))?;
+        let data_ep = data_endpoint.clone();
         let hb = thread::Builder::new()
             .name("zmq_hb".into())
             .spawn(move || {
                 let _g = PanicGuard(hb_shared.clone());
-                run_heartbeat(hb_shared, hb_ctx, hb_cfg, verbose)
+                run_heartbeat(hb_shared, hb_ctx, hb_cfg, monitor, &data_ep, verbose)
             })
             .map_err(|e| format!("spawn zmq_hb: {e}"))?;
 
@@ -570,6 +660,7 @@ fn publish_rx(
         asm.channel_set().len() as u64,
         asm.stream().map_or(0, |(_, rate)| (rate * 1000.0) as u64),
         zmq_errors,
+        c.blocks_opened,
     ];
     for (i, v) in vals.iter().enumerate() {
         r.set(i, *v);
@@ -594,6 +685,7 @@ fn drain(sub: &zmq::Socket, scratch: &mut [u8]) -> usize {
 fn run_receiver(
     shared: Arc<Shared>,
     sub: zmq::Socket,
+    endpoint: &str,
     mut asm: Assembler,
     mut io: RxIo,
     max_block: usize,
@@ -620,6 +712,15 @@ fn run_receiver(
                 let now = Instant::now();
                 io.recycle();
                 asm.poll(now, &mut io);
+                if shared.reconnect_data.swap(false, Ordering::Relaxed) {
+                    let _ = sub.disconnect(endpoint);
+                    if let Err(e) = sub.connect(endpoint) {
+                        zmq_errors += 1;
+                        if verbose {
+                            eprintln!("zmq_rx: reconnect to {endpoint} failed: {e}");
+                        }
+                    }
+                }
                 let since = *idle_since.get_or_insert(now);
                 if now.duration_since(since) < spin {
                     std::hint::spin_loop();
@@ -853,6 +954,7 @@ fn publish_tx(
         s.gso_batches,
         s.gso_fallbacks,
         queued as u64,
+        p.pending_group_samples() as u64,
     ];
     for (i, v) in vals.iter().enumerate() {
         c.set(i, *v);
@@ -1010,8 +1112,67 @@ fn new_req(ctx: &zmq::Context, endpoint: &str) -> Option<zmq::Socket> {
     Some(s)
 }
 
-fn run_heartbeat(shared: Arc<Shared>, ctx: zmq::Context, cfg: HeartbeatConfig, verbose: bool) {
+/// Data-socket monitor counts: (connects, disconnects, handshake failures).
+#[derive(Default)]
+struct MonitorCounts {
+    connects: u64,
+    disconnects: u64,
+    handshake_failures: u64,
+    manual_reconnects: u64,
+    /// A disconnect not yet followed by libzmq's own reconnect attempt.
+    lost_since: Option<Instant>,
+}
+
+/// Reads pending monitor events of the data socket (2-frame: u16 event + u32 value, endpoint).
+fn read_monitor(m: &zmq::Socket, counts: &mut MonitorCounts, endpoint: &str, verbose: bool) {
+    let mut ev = [0u8; 16];
+    let mut addr = [0u8; 256];
+    while let Ok(n) = m.recv_into(&mut ev, zmq::DONTWAIT) {
+        if m.get_rcvmore().unwrap_or(false) {
+            let _ = m.recv_into(&mut addr, 0);
+        }
+        if n < 6 {
+            continue;
+        }
+        let id = u16::from_le_bytes([ev[0], ev[1]]) as u32;
+        if id == zmq::SocketEvent::CONNECT_RETRIED as u32
+            || id == zmq::SocketEvent::CONNECT_DELAYED as u32
+        {
+            counts.lost_since = None;
+        }
+        if id == zmq::SocketEvent::CONNECTED as u32 {
+            counts.lost_since = None;
+            counts.connects += 1;
+            if verbose && counts.disconnects > 0 {
+                eprintln!("zmq: data connection to {endpoint} re-established");
+            }
+        } else if id == zmq::SocketEvent::DISCONNECTED as u32 {
+            counts.disconnects += 1;
+            counts.lost_since = Some(Instant::now());
+            if verbose {
+                eprintln!(
+                    "zmq: data connection to {endpoint} lost (GUI stopped, or a message above the size cap); reconnecting"
+                );
+            }
+        } else if id == zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as u32
+            || id == zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as u32
+            || id == zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as u32
+        {
+            counts.handshake_failures += 1;
+        }
+    }
+}
+
+fn run_heartbeat(
+    shared: Arc<Shared>,
+    ctx: zmq::Context,
+    cfg: HeartbeatConfig,
+    monitor: zmq::Socket,
+    data_endpoint: &str,
+    verbose: bool,
+) {
     let c = &shared.hb;
+    let mut mon = MonitorCounts::default();
     let (mut sent, mut replies, mut resets) = (0u64, 0u64, 0u64);
     let mut state = 0u64;
     let mut req = new_req(&ctx, &cfg.endpoint);
@@ -1037,8 +1198,24 @@ fn run_heartbeat(shared: Arc<Shared>, ctx: zmq::Context, cfg: HeartbeatConfig, v
             }
             next_send = now + cfg.interval;
         }
-        let mut items = [sock.as_poll_item(zmq::POLLIN)];
+        let mut items = [
+            sock.as_poll_item(zmq::POLLIN),
+            monitor.as_poll_item(zmq::POLLIN),
+        ];
         let _ = zmq::poll(&mut items, 100);
+        if items[1].is_readable() {
+            read_monitor(&monitor, &mut mon, data_endpoint, verbose);
+        }
+        // libzmq reconnects by itself after a connection error (announced by a
+        // CONNECT_RETRIED event), but not after a protocol error: then we do it.
+        if mon
+            .lost_since
+            .is_some_and(|t| t.elapsed() > Duration::from_millis(500))
+        {
+            mon.lost_since = None;
+            mon.manual_reconnects += 1;
+            shared.reconnect_data.store(true, Ordering::Relaxed);
+        }
         if items[0].is_readable() {
             if sock.recv_into(&mut buf, zmq::DONTWAIT).is_ok() {
                 replies += 1;
@@ -1073,7 +1250,17 @@ fn run_heartbeat(shared: Arc<Shared>, ctx: zmq::Context, cfg: HeartbeatConfig, v
                 next_send = now;
             }
         }
-        for (i, v) in [sent, replies, resets, state].iter().enumerate() {
+        let vals = [
+            sent,
+            replies,
+            resets,
+            state,
+            mon.connects,
+            mon.disconnects,
+            mon.handshake_failures,
+            mon.manual_reconnects,
+        ];
+        for (i, v) in vals.iter().enumerate() {
             c.set(i, *v);
         }
     }

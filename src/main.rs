@@ -447,12 +447,17 @@ fn final_report(
     if !malformed.is_empty() {
         let _ = writeln!(s, "malformed  {}", malformed.join("  "));
     }
+    let _ = writeln!(s, "{}", r.ledger().0);
     let _ = writeln!(
         s,
-        "heartbeat  sent {}  replies {}  socket resets {}",
+        "heartbeat  sent {}  replies {}  socket resets {}  | data connection: connects {}  disconnects {}  handshake failures {}  reconnects after protocol errors {}",
         get(&r.hb, "sent"),
         get(&r.hb, "replies"),
-        get(&r.hb, "resets")
+        get(&r.hb, "resets"),
+        get(&r.hb, "data_connects"),
+        get(&r.hb, "data_disconnects"),
+        get(&r.hb, "data_handshake_failures"),
+        get(&r.hb, "data_manual_reconnects"),
     );
     if let Some(v) = verify {
         let delivered = if v.rows + v.lost_rows > 0 {
