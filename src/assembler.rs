@@ -23,26 +23,27 @@
 
 use crate::frame::{ChannelSet, Discontinuity, Frame};
 use crate::protocol::{sample_rate_ok, DataHeader, Malformed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where frames come from and go to.
 pub trait FrameIo {
     /// A free frame, if any.
-    fn take(&mut self) -> Option<Box<Frame>>;
+    fn take(&mut self) -> Option<Arc<Frame>>;
     /// Returns an unused frame to the free list.
-    fn give(&mut self, frame: Box<Frame>);
+    fn give(&mut self, frame: Arc<Frame>);
     /// Hands a complete frame to the output side.
-    fn emit(&mut self, frame: Box<Frame>);
+    fn emit(&mut self, frame: Arc<Frame>);
 }
 
-impl FrameIo for (Vec<Box<Frame>>, Vec<Box<Frame>>) {
-    fn take(&mut self) -> Option<Box<Frame>> {
+impl FrameIo for (Vec<Arc<Frame>>, Vec<Arc<Frame>>) {
+    fn take(&mut self) -> Option<Arc<Frame>> {
         self.0.pop()
     }
-    fn give(&mut self, frame: Box<Frame>) {
+    fn give(&mut self, frame: Arc<Frame>) {
         self.0.push(frame)
     }
-    fn emit(&mut self, frame: Box<Frame>) {
+    fn emit(&mut self, frame: Arc<Frame>) {
         self.1.push(frame)
     }
 }
@@ -55,7 +56,8 @@ pub struct AssemblerConfig {
     /// `num_samples` must not exceed this (slab row length).
     pub max_block_samples: usize,
     /// Lower bound of the incomplete-block deadline (the deadline is two block durations,
-    /// at least this).
+    /// at least this). It only matters when no newer block follows (end of acquisition, a
+    /// stalled publisher): complete blocks go out at once whatever it is.
     pub min_deadline: Duration,
     /// No message for this long = acquisition stopped (`zmq.data_timeout_seconds`).
     pub data_timeout: Duration,
@@ -69,7 +71,7 @@ impl Default for AssemblerConfig {
         AssemblerConfig {
             max_channels: 1024,
             max_block_samples: 2048,
-            min_deadline: Duration::from_millis(10),
+            min_deadline: Duration::from_millis(100),
             data_timeout: Duration::from_secs(2),
             auto_reinit: true,
         }
@@ -86,6 +88,8 @@ pub enum Reject {
     NotInSet,
     /// No free frame for this block (output side too slow; counted).
     NoFrame,
+    /// The message belongs to a block already closed by its deadline (counted).
+    Late,
 }
 
 /// Counters kept by the assembler (plain integers; the receiver thread publishes them).
@@ -126,6 +130,8 @@ pub struct AsmCounters {
     pub channel_set_changes: u64,
     /// Data inactivity timeouts.
     pub data_timeouts: u64,
+    /// Messages for a block already closed by its deadline (dropped; not a restart).
+    pub late_msgs: u64,
 }
 
 impl AsmCounters {
@@ -164,7 +170,7 @@ pub struct Assembler {
     num_samples: usize,
     seen: ChannelSet,
     in_set: usize,
-    frame: Option<Box<Frame>>,
+    frame: Option<Arc<Frame>>,
     emitted: bool,
     lossy: bool,
     deadline: Instant,
@@ -172,6 +178,7 @@ pub struct Assembler {
     // The row being received.
     row: Option<u32>,
     prev_open_end: Option<i64>,
+    closed_key: Option<i64>,
     last_emitted_end: Option<i64>,
     pending: Discontinuity,
     seq: u64,
@@ -206,6 +213,7 @@ impl Assembler {
             last_ts: None,
             row: None,
             prev_open_end: None,
+            closed_key: None,
             last_emitted_end: None,
             pending: Discontinuity::default(),
             seq: 0,
@@ -248,6 +256,7 @@ impl Assembler {
                 self.counters.restarts += 1;
                 self.close(io);
                 self.prev_open_end = None;
+                self.closed_key = None;
                 self.pending.gap = true;
             }
         }
@@ -297,6 +306,11 @@ impl Assembler {
             self.close(io);
         }
         if !self.open {
+            if self.closed_key == Some(h.sample_num) {
+                // The rest of a block its deadline already closed (a stalled publisher).
+                self.counters.late_msgs += 1;
+                return Err(Reject::Late);
+            }
             self.open_block(h.sample_num, ns, now, io);
         }
         if self.gap_pending {
@@ -315,7 +329,8 @@ impl Assembler {
             self.counters.extra_channel_msgs += 1;
             return Err(Reject::NotInSet);
         }
-        let Some(frame) = self.frame.as_mut() else {
+        // The free list only holds frames no shard still reads: get_mut succeeds.
+        let Some(frame) = self.frame.as_mut().and_then(Arc::get_mut) else {
             return Err(Reject::NoFrame);
         };
         self.row = Some(ch);
@@ -345,7 +360,7 @@ impl Assembler {
             return Err(Malformed::PayloadLength);
         }
         if cfg!(target_endian = "big") {
-            if let Some(f) = self.frame.as_mut() {
+            if let Some(f) = self.frame.as_mut().and_then(Arc::get_mut) {
                 for v in f.row_mut(ch, self.num_samples) {
                     *v = f32::from_bits(v.to_bits().swap_bytes());
                 }
@@ -415,6 +430,7 @@ impl Assembler {
         self.last_closed_valid = false;
         self.last_msg_num = None;
         self.prev_open_end = None;
+        self.closed_key = None;
         self.last_emitted_end = None;
         self.pending.gap = true;
         self.pending.layout = true;
@@ -477,6 +493,7 @@ impl Assembler {
         }
         self.open = false;
         self.row = None;
+        self.closed_key = Some(self.key);
         let mut adopted = false;
         if self.lossy {
             self.last_closed_valid = false;
@@ -515,7 +532,12 @@ impl Assembler {
         }
     }
 
-    fn emit(&mut self, mut f: Box<Frame>, now: Instant, io: &mut dyn FrameIo) {
+    fn emit(&mut self, mut frame: Arc<Frame>, now: Instant, io: &mut dyn FrameIo) {
+        let Some(f) = Arc::get_mut(&mut frame) else {
+            // Unreachable by construction (see begin_data); never hand out a shared frame.
+            self.counters.blocks_no_frame += 1;
+            return;
+        };
         self.seq += 1;
         f.seq = self.seq;
         f.sample_num = self.key;
@@ -536,7 +558,7 @@ impl Assembler {
         f.arrival = now;
         f.header_timestamp_ms = self.last_ts;
         self.counters.blocks_emitted += 1;
-        io.emit(f);
+        io.emit(frame);
     }
 }
 
@@ -545,10 +567,13 @@ mod tests {
     use super::*;
     use std::borrow::Cow;
 
-    type Io = (Vec<Box<Frame>>, Vec<Box<Frame>>);
+    type Io = (Vec<Arc<Frame>>, Vec<Arc<Frame>>);
 
     fn io(n: usize) -> Io {
-        ((0..n).map(|_| Frame::new(64, 64)).collect(), Vec::new())
+        (
+            (0..n).map(|_| Arc::new(Frame::new(64, 64))).collect(),
+            Vec::new(),
+        )
     }
 
     fn asm() -> Assembler {

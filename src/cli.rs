@@ -72,9 +72,19 @@ pub struct Args {
     /// Write the latency distributions as CSV at exit.
     #[arg(long, value_name = "PATH")]
     pub histogram_csv: Option<PathBuf>,
-    /// Print a status line every SECONDS to stderr (0 = never).
+    /// Every SECONDS: a status line on stderr and, headless, one JSON object of every counter
+    /// (on stdout, or appended to --stats-json) (0 = never).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     pub stats_interval: f64,
+    /// No live dashboard: run headless even when stdout is a terminal (headless is automatic
+    /// when stdout is not a terminal). Headless prints one JSON object per --stats-interval on
+    /// stdout (unless --stats-json is given), then the final report.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Append the JSON stats lines (one object per --stats-interval) to PATH instead of
+    /// stdout. Works with the dashboard too.
+    #[arg(long, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
     /// Never pin threads to cores (overrides performance.pin_threads).
     #[arg(long)]
     pub no_pin: bool,
@@ -115,6 +125,9 @@ mod tests {
         assert_eq!(a.config.unwrap().to_str(), Some("a.json"));
         assert_eq!((a.zmq_port, a.osc_port), (Some(6000), Some(9000)));
         assert!(Args::try_parse_from(["x", "--osc-port", "70000"]).is_err());
+        let a = Args::try_parse_from(["x", "--no-tui", "--stats-json", "s.jsonl"]).unwrap();
+        assert!(a.no_tui);
+        assert_eq!(a.stats_json.unwrap().to_str(), Some("s.jsonl"));
         let v = Args::try_parse_from(["x", "-v"]).unwrap_err();
         assert_eq!(v.kind(), clap::error::ErrorKind::DisplayVersion);
     }

@@ -301,7 +301,7 @@ impl PerformanceMode {
 // ---------------------------------------------------------------------------
 
 /// The whole configuration (sections of `config.json`).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// Section `zmq`: connection to the Open Ephys ZMQ Interface.
     pub zmq: ZmqConfig,
@@ -313,6 +313,12 @@ pub struct Config {
     pub app: AppConfig,
     /// Section `performance`: queueing, batching mode and our resource limits.
     pub performance: PerformanceConfig,
+    /// `outputs` (**new**): a list of OSC outputs with their own destination, format,
+    /// channel map and processing. Empty = the original's single output from `osc.*`.
+    pub outputs: Vec<OutputConfig>,
+    /// Key paths given explicitly in the file (so a `performance.mode` preset never
+    /// overrides them).
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 /// Section `zmq`.
@@ -1015,7 +1021,13 @@ impl Config {
         };
         let mut w = Vec::new();
         let mut cfg = Config::default();
-        warn_unknown(top, "", &["zmq", "osc", "ui", "app", "performance"], &mut w);
+        warn_unknown(
+            top,
+            "",
+            &["zmq", "osc", "ui", "app", "performance", "outputs"],
+            &mut w,
+        );
+        collect_paths(&root, "", &mut cfg.explicit);
 
         let zmq = top.get("zmq").map(|v| as_object(v, "zmq")).transpose()?;
         if let Some(m) = zmq {
@@ -1045,6 +1057,9 @@ impl Config {
                 ));
             }
             cfg.performance.enable_batching = b;
+        }
+        if let Some(v) = top.get("outputs") {
+            cfg.outputs = parse_outputs(v, &cfg, &mut w)?;
         }
         Ok((cfg, w))
     }
@@ -1211,6 +1226,398 @@ impl Config {
             ),
         ]
     }
+}
+
+/// Equality of the settings (which keys were spelled out explicitly does not matter).
+impl PartialEq for Config {
+    fn eq(&self, o: &Self) -> bool {
+        self.zmq == o.zmq
+            && self.osc == o.osc
+            && self.ui == o.ui
+            && self.app == o.app
+            && self.performance == o.performance
+            && self.outputs == o.outputs
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Outputs (new)
+// ---------------------------------------------------------------------------
+
+/// Message layout of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormatKind {
+    /// `{base}/sample` + N floats per output row.
+    Sample,
+    /// `{base}/batch/<k>` + int N + N·k floats, channel-major.
+    Batch,
+    /// One message per channel per output row at the channel's address.
+    PerChannel,
+    /// `{base}/blob` + int N + int k + one blob of N·k big-endian float32, channel-major.
+    Blob,
+}
+
+impl OutputFormatKind {
+    /// JSON spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutputFormatKind::Sample => "sample",
+            OutputFormatKind::Batch => "batch",
+            OutputFormatKind::PerChannel => "per_channel",
+            OutputFormatKind::Blob => "blob",
+        }
+    }
+    /// Parses the JSON spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sample" => OutputFormatKind::Sample,
+            "batch" => OutputFormatKind::Batch,
+            "per_channel" => OutputFormatKind::PerChannel,
+            "blob" => OutputFormatKind::Blob,
+            _ => return None,
+        })
+    }
+}
+
+/// OSC bundles around each output row / batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleMode {
+    /// Plain messages (default, as the original).
+    Off,
+    /// Bundles with time tag 1 ("immediately").
+    Immediate,
+    /// Bundles whose time tag is derived from the sample clock (NTP time of the row's first
+    /// sample: the wall clock of the block's arrival minus its age in samples).
+    SampleClock,
+}
+
+/// Receiver datagram-size profiles.
+pub const SIZE_PROFILES: &[(&str, usize)] = &[
+    ("lan", 1472),
+    ("jumbo", 9216),
+    ("loopback", 65507),
+    ("python-osc", 8192),
+    ("oscp5", 1536),
+    ("oscjack", 4096),
+];
+
+/// One entry of `outputs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputConfig {
+    /// `name`: shown in reports. Default `output<i>`.
+    pub name: String,
+    /// `host` (default `osc.host`): unicast, broadcast or multicast group.
+    pub host: String,
+    /// `port` (default `osc.port`).
+    pub port: u16,
+    /// `format`: `sample` (default), `batch`, `per_channel`, `blob`.
+    pub format: OutputFormatKind,
+    /// `base_address` (default `osc.base_address`).
+    pub base_address: String,
+    /// `address` (per-channel format): template with `{base}`, `{stream}`, `{name}`,
+    /// `{ch}`, `{ch:03}`, `{index}`, or the original's `/ch{:03d}`. Default `{base}/ch{ch:03}`.
+    pub address: String,
+    /// `channels`: selection and order, e.g. `"0-15,32"` or `[3, 1, "8-11"]`. None = all.
+    pub channels: Option<Vec<u32>>,
+    /// `names`: `{"0": "Fp1", …}` renames used by `{name}` (default: the OE channel name).
+    pub names: Vec<(u32, String)>,
+    /// `layout`: `dense` (default) or `sparse` (argument index = channel number, absent
+    /// channels are NaN).
+    pub sparse: bool,
+    /// Downsampling factor (default `osc.processing.downsampling_factor`).
+    pub downsampling_factor: u32,
+    /// Downsampling method.
+    pub downsampling_method: DownsamplingMethod,
+    /// Rows per batch (batch and blob formats).
+    pub batch_size: u32,
+    /// Partial-batch timer (ms).
+    pub batch_timeout_ms: f64,
+    /// `max_datagram`: bytes or a profile name (lan 1472 default, jumbo 9216, loopback 65507,
+    /// python-osc 8192, oscp5 1536, oscjack 4096). Larger messages are split (see README).
+    pub max_datagram: usize,
+    /// `pacing`: `off` (default) or `smooth` (spread each block's datagrams over its duration).
+    pub pacing: bool,
+    /// `sample_number`: append the row's first input sample index as two `i` (high, low 32 bits).
+    pub sample_number: bool,
+    /// `bundle`: `false`/`"off"` (default), `"immediate"` (time tag 1), `"sample_clock"`.
+    pub bundle: BundleMode,
+    /// `events`: send TTL events to `{base}/ttl` (i line, i state, i sample_num hi, lo, i word hi, lo).
+    pub events: bool,
+    /// `spikes`: send spikes to `{base}/spike` (s electrode, i sorted_id, i sample_num hi, lo
+    /// [, f waveform…]).
+    pub spikes: bool,
+    /// `spike_waveform`: include the waveform floats.
+    pub spike_waveform: bool,
+    /// `status`: once a second `{base}/status` with counters.
+    pub status: bool,
+    /// `notices`: `{base}/notice` when the channel set, stream or rate changes.
+    pub notices: bool,
+    /// `multicast_ttl` for a multicast group destination (default 1).
+    pub multicast_ttl: u32,
+}
+
+fn collect_paths(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                collect_paths(v, &join(prefix, k), out);
+            }
+        }
+        _ => {
+            if !prefix.is_empty() {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+}
+
+/// Parses a channel selection: `"0-15,32"`, or an array of numbers and range strings.
+pub fn parse_channel_list(v: &Value, path: &str, max: u32) -> CResult<Vec<u32>> {
+    let err = |why: String| ConfigError::at(path, why);
+    let mut out = Vec::new();
+    let mut add_item = |item: &str| -> CResult<()> {
+        let item = item.trim();
+        if item.is_empty() {
+            return Ok(());
+        }
+        let (a, b) = match item.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (item, item),
+        };
+        let a: u32 = a
+            .parse()
+            .map_err(|_| err(format!("bad channel or range '{item}'")))?;
+        let b: u32 = b
+            .parse()
+            .map_err(|_| err(format!("bad channel or range '{item}'")))?;
+        if a > b || b >= max {
+            return Err(err(format!(
+                "channel range '{item}' must be ascending and below performance.max_channels ({max})"
+            )));
+        }
+        out.extend(a..=b);
+        Ok(())
+    };
+    match v {
+        Value::String(s) => {
+            for part in s.split(',') {
+                add_item(part)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, it) in items.iter().enumerate() {
+                match it {
+                    Value::String(s) => add_item(s)?,
+                    _ => {
+                        let n: u32 = int_in(it, &format!("{path}[{i}]"), 0, i128::from(max) - 1)?;
+                        add_item(&n.to_string())?;
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(err(format!(
+                "expected a string like \"0-15,32\" or an array, got {}",
+                describe(v)
+            )))
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &out {
+        if !seen.insert(*c) {
+            return Err(err(format!("channel {c} listed twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(err("the selection is empty".into()));
+    }
+    Ok(out)
+}
+
+fn parse_outputs(v: &Value, cfg: &Config, w: &mut Vec<String>) -> CResult<Vec<OutputConfig>> {
+    let Value::Array(items) = v else {
+        return Err(ConfigError::at(
+            "outputs",
+            format!("expected an array of output objects, got {}", describe(v)),
+        ));
+    };
+    if items.len() > 16 {
+        return Err(ConfigError::at("outputs", "at most 16 outputs"));
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("outputs[{i}]");
+        let m = as_object(item, &path)?;
+        let p = |k: &str| format!("{path}.{k}");
+        warn_unknown(
+            m,
+            &path,
+            &[
+                "name",
+                "host",
+                "port",
+                "format",
+                "base_address",
+                "address",
+                "channels",
+                "names",
+                "layout",
+                "downsampling_factor",
+                "downsampling_method",
+                "batch_size",
+                "batch_timeout_ms",
+                "max_datagram",
+                "pacing",
+                "sample_number",
+                "bundle",
+                "events",
+                "spikes",
+                "spike_waveform",
+                "status",
+                "notices",
+                "multicast_ttl",
+            ],
+            w,
+        );
+        let pr = &cfg.osc.processing;
+        let mut o = OutputConfig {
+            name: format!("output{i}"),
+            host: cfg.osc.host.clone(),
+            port: cfg.osc.port,
+            format: OutputFormatKind::Sample,
+            base_address: cfg.osc.base_address.clone(),
+            address: "{base}/ch{ch:03}".into(),
+            channels: None,
+            names: Vec::new(),
+            sparse: false,
+            downsampling_factor: pr.downsampling_factor,
+            downsampling_method: pr.downsampling_method,
+            batch_size: if cfg.performance.enable_batching {
+                pr.batch_size
+            } else {
+                10
+            },
+            batch_timeout_ms: pr.batch_timeout_ms,
+            max_datagram: 1472,
+            pacing: false,
+            sample_number: false,
+            bundle: BundleMode::Off,
+            events: false,
+            spikes: false,
+            spike_waveform: false,
+            status: false,
+            notices: false,
+            multicast_ttl: 1,
+        };
+        let max_ch = cfg.performance.max_channels;
+        for (k, v) in m {
+            let kp = p(k);
+            match k.as_str() {
+                "name" => o.name = nonempty_string(v, &kp)?,
+                "host" => o.host = nonempty_string(v, &kp)?,
+                "port" => o.port = int_in(v, &kp, 1, 65535)?,
+                "format" => {
+                    o.format = choice(v, &kp, OutputFormatKind::parse, "sample, batch, per_channel, blob")?
+                }
+                "base_address" => o.base_address = base_address(v, &kp)?,
+                "address" => o.address = slash_string(v, &kp)?,
+                "channels" => o.channels = Some(parse_channel_list(v, &kp, max_ch)?),
+                "names" => {
+                    let nm = as_object(v, &kp)?;
+                    for (ck, cv) in nm {
+                        let ch: u32 = ck.parse().ok().filter(|c| *c < max_ch).ok_or_else(|| {
+                            ConfigError::at(&kp, format!("key '{ck}' is not a channel number below {max_ch}"))
+                        })?;
+                        o.names.push((ch, nonempty_string(cv, &format!("{kp}.{ck}"))?));
+                    }
+                }
+                "layout" => {
+                    o.sparse = choice(
+                        v,
+                        &kp,
+                        |s| match s {
+                            "dense" => Some(false),
+                            "sparse" => Some(true),
+                            _ => None,
+                        },
+                        "dense, sparse",
+                    )?
+                }
+                "downsampling_factor" => o.downsampling_factor = int_in(v, &kp, 1, 1000)?,
+                "downsampling_method" => {
+                    o.downsampling_method = choice(v, &kp, DownsamplingMethod::parse, "average, decimate")?
+                }
+                "batch_size" => o.batch_size = int_in(v, &kp, 1, 1000)?,
+                "batch_timeout_ms" => o.batch_timeout_ms = positive(v, &kp, MAX_MILLIS)?,
+                "max_datagram" => {
+                    o.max_datagram = match v {
+                        Value::String(s) => SIZE_PROFILES
+                            .iter()
+                            .find(|(n, _)| n == s)
+                            .map(|(_, b)| *b)
+                            .ok_or_else(|| {
+                                ConfigError::at(
+                                    &kp,
+                                    format!(
+                                        "unknown profile {}; use bytes (64..65507) or one of lan, jumbo, loopback, python-osc, oscp5, oscjack",
+                                        describe(v)
+                                    ),
+                                )
+                            })?,
+                        _ => int_in(v, &kp, 64, 65507)?,
+                    }
+                }
+                "pacing" => {
+                    o.pacing = choice(
+                        v,
+                        &kp,
+                        |s| match s {
+                            "off" => Some(false),
+                            "smooth" => Some(true),
+                            _ => None,
+                        },
+                        "off, smooth",
+                    )?
+                }
+                "sample_number" => o.sample_number = boolean(v, &kp)?,
+                "bundle" => {
+                    o.bundle = match v {
+                        Value::Bool(false) => BundleMode::Off,
+                        Value::Bool(true) => BundleMode::Immediate,
+                        _ => choice(
+                            v,
+                            &kp,
+                            |s| match s {
+                                "off" => Some(BundleMode::Off),
+                                "immediate" => Some(BundleMode::Immediate),
+                                "sample_clock" => Some(BundleMode::SampleClock),
+                                _ => None,
+                            },
+                            "off, immediate, sample_clock",
+                        )?,
+                    }
+                }
+                "events" => o.events = boolean(v, &kp)?,
+                "spikes" => o.spikes = boolean(v, &kp)?,
+                "spike_waveform" => o.spike_waveform = boolean(v, &kp)?,
+                "status" => o.status = boolean(v, &kp)?,
+                "notices" => o.notices = boolean(v, &kp)?,
+                "multicast_ttl" => o.multicast_ttl = int_in(v, &kp, 0, 255)?,
+                _ => {}
+            }
+        }
+        if o.format == OutputFormatKind::PerChannel {
+            crate::osc::validate_address_template(&o.address)
+                .map_err(|e| ConfigError::at(&p("address"), e))?;
+        }
+        if o.sparse && o.channels.is_some() {
+            w.push(format!(
+                "{path}: layout 'sparse' places channels by number; the order given in 'channels' only selects"
+            ));
+        }
+        out.push(o);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,16 +15,16 @@
 //! stops the bridge and is reported as a failure.
 
 use crate::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
-use crate::config::{Config, OverflowStrategy};
-use crate::frame::{frame_bytes, Frame};
+use crate::config::{Config, OutputFormatKind, OverflowStrategy, PerformanceMode};
+use crate::frame::{frame_bytes, EventBuffer, Frame};
 use crate::metrics::{span, CounterBlock, Latencies};
 use crate::net::{RateLimitedLog, SenderOptions, UdpSender};
-use crate::output::{Mode, OutputFormat, OutputPipeline, Transmit};
+use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline, StatusValues, Transmit};
 use crate::protocol::{self, Envelope, Header, Malformed};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,7 @@ pub const RX_COUNTERS: &[&str] = &[
     "duplicate_channel",
     "bad_event",
     "bad_spike",
+    "late_msgs",
 ];
 const RX_MALFORMED_BASE: usize = 25;
 
@@ -95,7 +96,17 @@ pub const TX_COUNTERS: &[&str] = &[
     "gso_fallbacks",
     "queued",
     "group_samples_pending",
+    "split_messages",
+    "ttl_sent",
+    "spikes_sent",
+    "status_sent",
+    "notices_sent",
+    // Written by the receiver (not the shard): what it dropped or waited for this output.
+    "dropped_newest",
+    "block_waits",
 ];
+const TX_DROPPED_NEWEST: usize = 27;
+const TX_BLOCK_WAITS: usize = 28;
 
 /// Heartbeat counters (published by `zmq_hb`).
 pub const HB_COUNTERS: &[&str] = &[
@@ -147,7 +158,7 @@ pub struct Shared {
     pub failed: AtomicBool,
     /// Receiver counters ([`RX_COUNTERS`]).
     pub rx: CounterBlock,
-    /// Shard counters ([`TX_COUNTERS`]), one block per shard.
+    /// Shard counters ([`TX_COUNTERS`]), one block per output.
     pub tx: Vec<CounterBlock>,
     /// Heartbeat counters ([`HB_COUNTERS`]).
     pub hb: CounterBlock,
@@ -157,6 +168,103 @@ pub struct Shared {
     /// after a protocol error such as a message above ZMQ_MAXMSGSIZE); the receiver then
     /// connects again.
     pub reconnect_data: AtomicBool,
+    /// Stream and channel names of the current layout (written on layout changes only).
+    pub layout: Arc<Mutex<LayoutInfo>>,
+}
+
+/// One output as the engine runs it.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// Name in reports.
+    pub name: String,
+    /// Destination host.
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// What to send.
+    pub format: OutputFormat,
+    /// Spread each block's datagrams over the block's duration.
+    pub pacing: bool,
+    /// Multicast TTL.
+    pub multicast_ttl: u32,
+}
+
+/// What one output was set up as (for the start-up report).
+#[derive(Debug, Clone)]
+pub struct OutputLayout {
+    /// Name.
+    pub name: String,
+    /// Resolved destination.
+    pub destination: SocketAddr,
+    /// UDP backend in use.
+    pub udp_backend: &'static str,
+    /// Effective SO_SNDBUF.
+    pub send_buffer: usize,
+    /// The format.
+    pub format: OutputFormat,
+    /// Pacing on.
+    pub pacing: bool,
+}
+
+impl OutputLayout {
+    /// One line: what goes where, how.
+    pub fn describe(&self) -> String {
+        let f = &self.format;
+        let what = match f.mode {
+            Mode::Sample => format!("{}/sample", f.base_address),
+            Mode::Batch => format!(
+                "{}/batch/{} (int N + N·{} floats, channel-major)",
+                f.base_address, f.batch_size, f.batch_size
+            ),
+            Mode::PerChannel => format!("{} per channel", f.channel_address_format),
+            Mode::Blob => format!(
+                "{}/blob (N, k, blob of N·{} floats)",
+                f.base_address, f.batch_size
+            ),
+        };
+        let mut extras = Vec::new();
+        if f.selection.is_some() {
+            extras.push("channel map".to_string());
+        }
+        if f.sparse {
+            extras.push("sparse".into());
+        }
+        if f.split {
+            extras.push(format!("max {} B/datagram (split above)", f.max_datagram));
+        }
+        if f.sample_number {
+            extras.push("sample numbers".into());
+        }
+        if f.bundle != crate::config::BundleMode::Off {
+            extras.push("bundles".into());
+        }
+        for (on, what) in [
+            (f.events, "ttl"),
+            (f.spikes, "spikes"),
+            (f.status, "status"),
+            (f.notices, "notices"),
+            (self.pacing, "paced"),
+        ] {
+            if on {
+                extras.push(what.into());
+            }
+        }
+        format!(
+            "[{}] {} F={} {} -> udp://{} via {} (SO_SNDBUF {} KiB){}",
+            self.name,
+            what,
+            f.factor,
+            f.method.as_str(),
+            self.destination,
+            self.udp_backend,
+            self.send_buffer / 1024,
+            if extras.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", extras.join(", "))
+            }
+        )
+    }
 }
 
 /// What the engine was started with (for the start-up report).
@@ -166,20 +274,18 @@ pub struct Layout {
     pub data_endpoint: String,
     /// Heartbeat endpoint.
     pub heartbeat_endpoint: String,
-    /// OSC destination.
-    pub destination: SocketAddr,
+    /// The outputs, one shard each.
+    pub outputs: Vec<OutputLayout>,
     /// Frames in the slab pool.
     pub slab_frames: usize,
     /// Bytes of sample memory reserved by the pool.
     pub slab_bytes: usize,
-    /// Ring capacity (blocks) between receiver and shard.
+    /// Ring capacity (blocks) between receiver and each shard.
     pub ring_capacity: usize,
-    /// UDP backend in use.
-    pub udp_backend: &'static str,
-    /// Effective SO_SNDBUF.
-    pub send_buffer: usize,
     /// Core ids the hot threads were pinned to (empty = not pinned) and why.
     pub pinning: String,
+    /// Idle spin before parking.
+    pub spin: Duration,
 }
 
 /// Final results of a run.
@@ -189,28 +295,28 @@ pub struct Report {
     pub latencies: Latencies,
     /// Receiver counters at exit.
     pub rx: Vec<(&'static str, u64)>,
-    /// Shard counters at exit.
+    /// Shard counters at exit, one list per output.
     pub tx: Vec<Vec<(&'static str, u64)>>,
+    /// Output names, in `tx` order.
+    pub outputs: Vec<String>,
     /// Heartbeat counters at exit.
     pub hb: Vec<(&'static str, u64)>,
     /// A thread panicked or failed.
     pub failed: bool,
 }
 
+fn lookup(v: &[(&'static str, u64)], n: &str) -> u64 {
+    v.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
+}
+
 impl Report {
     fn rx(&self, n: &str) -> u64 {
-        self.rx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
-    }
-    fn tx(&self, n: &str) -> u64 {
-        self.tx
-            .iter()
-            .map(|t| t.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1))
-            .sum()
+        lookup(&self.rx, n)
     }
 
-    /// The books: every block received is accounted for exactly once, every block emitted is
-    /// encoded or dropped by the queue policy, every datagram built is sent or failed.
-    /// Returns the text and whether all three balance.
+    /// The books: every block received is accounted for exactly once; for every output,
+    /// every block sent on is encoded or dropped by the queue policy, and every datagram
+    /// built is sent or failed. Returns the text and whether everything balances.
     pub fn ledger(&self) -> (String, bool) {
         let opened = self.rx("blocks_opened");
         let emitted = self.rx("blocks_emitted");
@@ -218,35 +324,42 @@ impl Report {
         let up = self.rx("blocks_incomplete_upstream");
         let learn = self.rx("blocks_learning");
         let noframe = self.rx("blocks_no_frame");
-        let frames = self.tx("frames");
-        let oldest = self.tx("dropped_oldest");
-        let newest = self.rx("dropped_newest");
-        let queued = self.tx("queued");
-        let built = self.tx("datagrams");
-        let sent = self.tx("sent");
-        let failed = self.tx("send_dropped");
         let b1 = opened == emitted + inc + up + learn + noframe;
-        let b2 = emitted == frames + oldest + newest + queued;
-        let b3 = built == sent + failed;
         let mark = |b: bool| if b { "balanced" } else { "NOT BALANCED" };
-        let text = format!(
+        let mut ok = b1;
+        let mut text = format!(
             "ledger     blocks received {opened} = sent on {emitted} + incomplete {inc} + incomplete(upstream loss) {up} \
-             + learning {learn} + no free frame {noframe}  [{}]\n\
-             ledger     blocks sent on {emitted} = encoded {frames} + dropped oldest {oldest} + dropped newest {newest} \
-             + still queued {queued}  [{}]\n\
-             ledger     datagrams built {built} = sent {sent} + failed to send {failed}  [{}]; \
-             refused as oversize {}; samples discarded in unfinished groups {} (+{} held at stop); \
-             upstream: {} messages missing by message_num, {} samples by sample_num",
+             + learning {learn} + no free frame {noframe}  [{}]; upstream: {} messages missing by message_num, {} samples by sample_num",
             mark(b1),
-            mark(b2),
-            mark(b3),
-            self.tx("oversize"),
-            self.tx("group_samples_discarded"),
-            self.tx("group_samples_pending"),
             self.rx("upstream_missing_msgs"),
             self.rx("upstream_missing_samples"),
         );
-        (text, b1 && b2 && b3)
+        for (i, t) in self.tx.iter().enumerate() {
+            let g = |n: &str| lookup(t, n);
+            let b2 =
+                emitted == g("frames") + g("dropped_oldest") + g("dropped_newest") + g("queued");
+            let b3 = g("datagrams") == g("sent") + g("send_dropped");
+            ok &= b2 && b3;
+            let name = self.outputs.get(i).map_or("output", String::as_str);
+            text.push_str(&format!(
+                "\nledger     [{name}] blocks sent on {emitted} = encoded {} + dropped oldest {} + dropped newest {} \
+                 + still queued {}  [{}]; datagrams built {} = sent {} + failed to send {}  [{}]; \
+                 refused as oversize {}; samples discarded in unfinished groups {} (+{} held at stop)",
+                g("frames"),
+                g("dropped_oldest"),
+                g("dropped_newest"),
+                g("queued"),
+                mark(b2),
+                g("datagrams"),
+                g("sent"),
+                g("send_dropped"),
+                mark(b3),
+                g("oversize"),
+                g("group_samples_discarded"),
+                g("group_samples_pending"),
+            ));
+        }
+        (text, ok)
     }
 }
 
@@ -285,7 +398,8 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host}:{port} resolves to no address"))
 }
 
-/// The output format the original's config means.
+/// The output format the original's keys mean (exact original bytes; oversized messages
+/// are refused, never split).
 pub fn output_format(cfg: &Config) -> OutputFormat {
     let p = &cfg.osc.processing;
     let mode = if cfg.osc.send_individual_channels {
@@ -304,7 +418,77 @@ pub fn output_format(cfg: &Config) -> OutputFormat {
         batch_size: cfg.effective_batch_size() as usize,
         batch_timeout: Duration::from_secs_f64(p.batch_timeout_ms / 1000.0),
         max_channels: cfg.performance.max_channels as usize,
+        ..Default::default()
     }
+}
+
+/// The outputs a config describes: its `outputs` list, or the original's single output.
+pub fn output_specs(cfg: &Config) -> Vec<OutputSpec> {
+    if cfg.outputs.is_empty() {
+        return vec![OutputSpec {
+            name: "osc".into(),
+            host: cfg.osc.host.clone(),
+            port: cfg.osc.port,
+            format: output_format(cfg),
+            pacing: false,
+            multicast_ttl: 1,
+        }];
+    }
+    cfg.outputs
+        .iter()
+        .map(|o| OutputSpec {
+            name: o.name.clone(),
+            host: o.host.clone(),
+            port: o.port,
+            pacing: o.pacing,
+            multicast_ttl: o.multicast_ttl,
+            format: OutputFormat {
+                mode: match o.format {
+                    OutputFormatKind::Sample => Mode::Sample,
+                    OutputFormatKind::Batch => Mode::Batch,
+                    OutputFormatKind::PerChannel => Mode::PerChannel,
+                    OutputFormatKind::Blob => Mode::Blob,
+                },
+                base_address: o.base_address.clone(),
+                channel_address_format: o.address.clone(),
+                factor: o.downsampling_factor as usize,
+                method: o.downsampling_method,
+                batch_size: o.batch_size as usize,
+                batch_timeout: Duration::from_secs_f64(o.batch_timeout_ms / 1000.0),
+                max_channels: cfg.performance.max_channels as usize,
+                selection: o.channels.clone(),
+                names: o.names.clone(),
+                sparse: o.sparse,
+                max_datagram: o.max_datagram,
+                split: true,
+                sample_number: o.sample_number,
+                bundle: o.bundle,
+                events: o.events,
+                spikes: o.spikes,
+                spike_waveform: o.spike_waveform,
+                status: o.status,
+                notices: o.notices,
+            },
+        })
+        .collect()
+}
+
+/// Idle spin before a hot thread parks, by `performance.mode`.
+pub fn idle_spin(mode: PerformanceMode) -> Duration {
+    match mode {
+        PerformanceMode::LowLatency => Duration::from_micros(500),
+        PerformanceMode::Balanced => Duration::from_micros(50),
+        PerformanceMode::HighThroughput => Duration::from_micros(5),
+    }
+}
+
+struct ShardStart {
+    name: String,
+    frames: Consumer<Arc<Frame>>,
+    ret: Producer<Arc<Frame>>,
+    pipeline: OutputPipeline,
+    sender: UdpSender,
+    pacing: bool,
 }
 
 impl Engine {
@@ -314,6 +498,7 @@ impl Engine {
         let max_block = cfg.performance.max_block_samples as usize;
         let queue = cfg.performance.osc_queue_max_size as usize;
         let policy = cfg.performance.osc_queue_overflow_strategy;
+        let spin = idle_spin(cfg.performance.mode);
         // drop_oldest: the shard trims the queue back to `queue` when it pops, so the ring
         // needs headroom for what arrives while the shard is busy with one block.
         let headroom = if policy == OverflowStrategy::DropOldest {
@@ -322,16 +507,54 @@ impl Engine {
             0
         };
         let ring_capacity = queue + headroom;
-        let pool = ring_capacity + 4;
+        let specs = output_specs(cfg);
+        // Each shard may hold a full ring plus the block it works on; the receiver one open
+        // block and one waiting to be pushed.
+        let pool = specs.len() * (ring_capacity + 1) + 3;
         let slab_bytes = pool * frame_bytes(max_channels, max_block);
 
-        let fmt = output_format(cfg);
-        let pipeline = OutputPipeline::new(fmt)?;
-        let dest = resolve(&cfg.osc.host, cfg.osc.port)?;
-        let sender = UdpSender::connect(dest, &opts.sender)
-            .map_err(|e| format!("cannot open UDP socket to {dest}: {e}"))?;
-        let udp_backend = sender.backend();
-        let send_buffer = sender.effective_send_buffer();
+        let layout_info = Arc::new(Mutex::new(LayoutInfo::default()));
+        let mut outputs = Vec::new();
+        let mut starts = Vec::new();
+        let mut producers = Vec::new();
+        let mut ret_consumers = Vec::new();
+        for spec in &specs {
+            let pipeline =
+                OutputPipeline::with_layout(spec.format.clone(), Some(layout_info.clone()))
+                    .map_err(|e| format!("output '{}': {e}", spec.name))?;
+            let dest = resolve(&spec.host, spec.port)?;
+            let mut sopts = opts.sender.clone();
+            sopts.multicast_ttl = spec.multicast_ttl;
+            sopts.broadcast = dest.ip().is_ipv4()
+                && (spec.host == "255.255.255.255"
+                    || matches!(dest.ip(), std::net::IpAddr::V4(a) if a.octets()[3] == 255));
+            let sender = UdpSender::connect(dest, &sopts).map_err(|e| {
+                format!(
+                    "output '{}': cannot open UDP socket to {dest}: {e}",
+                    spec.name
+                )
+            })?;
+            outputs.push(OutputLayout {
+                name: spec.name.clone(),
+                destination: dest,
+                udp_backend: sender.backend(),
+                send_buffer: sender.effective_send_buffer(),
+                format: spec.format.clone(),
+                pacing: spec.pacing,
+            });
+            let (ptx, crx) = RingBuffer::<Arc<Frame>>::new(ring_capacity);
+            let (rtx, rrx) = RingBuffer::<Arc<Frame>>::new(pool);
+            producers.push(ptx);
+            ret_consumers.push(rrx);
+            starts.push(ShardStart {
+                name: spec.name.clone(),
+                frames: crx,
+                ret: rtx,
+                pipeline,
+                sender,
+                pacing: spec.pacing,
+            });
+        }
 
         let ctx = zmq::Context::new();
         let data_endpoint = format!("tcp://{}:{}", cfg.zmq.host, cfg.zmq.data_port);
@@ -361,98 +584,115 @@ impl Engine {
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             rx: CounterBlock::new(RX_COUNTERS),
-            tx: vec![CounterBlock::new(TX_COUNTERS)],
+            tx: specs
+                .iter()
+                .map(|_| CounterBlock::new(TX_COUNTERS))
+                .collect(),
             hb: CounterBlock::new(HB_COUNTERS),
             last_message_ms: AtomicU64::new(0),
             reconnect_data: AtomicBool::new(false),
+            layout: layout_info,
         });
 
         // Slab: every frame allocated now.
-        let free: Vec<Box<Frame>> = (0..pool)
-            .map(|_| Frame::new(max_channels, max_block))
+        let free: Vec<Arc<Frame>> = (0..pool)
+            .map(|_| Arc::new(Frame::new(max_channels, max_block)))
             .collect();
-        let (frames_tx, frames_rx) = RingBuffer::<Box<Frame>>::new(ring_capacity);
-        let (ret_tx, ret_rx) = RingBuffer::<Box<Frame>>::new(pool);
 
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let hot_threads = 2;
-        let (pin_rx, pin_tx, pinning) = if !opts.pin_threads || !cfg.performance.pin_threads {
-            (None, None, "off".to_string())
+        let hot_threads = 1 + specs.len();
+        let pin = opts.pin_threads && cfg.performance.pin_threads;
+        let (pins, pinning): (Vec<Option<core_affinity::CoreId>>, String) = if !pin {
+            (vec![None; hot_threads], "off".to_string())
         } else if cores.len() < hot_threads + 1 {
             (
-                None,
-                None,
+                vec![None; hot_threads],
                 format!(
-                    "skipped: {} cores < {} (2 hot threads + libzmq I/O and other processes)",
+                    "skipped: {} cores < {} ({} hot threads + libzmq I/O and other processes)",
                     cores.len(),
-                    hot_threads + 1
+                    hot_threads + 1,
+                    hot_threads
                 ),
             )
         } else {
             let n = cores.len();
-            (
-                Some(cores[n - 1]),
-                Some(cores[n - 2]),
-                format!(
-                    "zmq_rx on core {}, osc_tx_0 on core {}",
-                    cores[n - 1].id,
-                    cores[n - 2].id
-                ),
-            )
+            let p: Vec<_> = (0..hot_threads).map(|i| Some(cores[n - 1 - i])).collect();
+            let desc = p
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let name = if i == 0 {
+                        "zmq_rx".to_string()
+                    } else {
+                        format!("osc_tx_{}", i - 1)
+                    };
+                    format!("{name} on core {}", c.map_or(0, |c| c.id))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            (p, desc)
         };
 
-        // Shard thread.
-        let shard_shared = shared.clone();
-        let shard_policy = policy;
-        let panic_after = opts.panic_after_frames;
-        let shard = thread::Builder::new()
-            .name("osc_tx_0".into())
-            .spawn(move || {
-                let _g = PanicGuard(shard_shared.clone());
-                if let Some(c) = pin_tx {
-                    core_affinity::set_for_current(c);
-                }
-                run_shard(
-                    shard_shared,
-                    0,
-                    frames_rx,
-                    ret_tx,
-                    pipeline,
-                    sender,
-                    shard_policy,
-                    queue,
-                    panic_after,
-                )
-            })
-            .map_err(|e| format!("spawn osc_tx_0: {e}"))?;
+        // Shard threads.
+        let mut shard_handles = Vec::new();
+        for (index, st) in starts.into_iter().enumerate() {
+            let s2 = shared.clone();
+            let core = pins[index + 1];
+            let panic_after = opts.panic_after_frames;
+            let verbose = opts.verbose;
+            let h = thread::Builder::new()
+                .name(format!("osc_tx_{index}"))
+                .spawn(move || {
+                    let _g = PanicGuard(s2.clone());
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    run_shard(s2, index, st, policy, queue, spin, panic_after, verbose)
+                })
+                .map_err(|e| format!("spawn osc_tx_{index}: {e}"))?;
+            shard_handles.push(h);
+        }
 
         let asm_cfg = AssemblerConfig {
             max_channels,
             max_block_samples: max_block,
-            min_deadline: Duration::from_millis(10),
+            min_deadline: Duration::from_millis(100),
             data_timeout: Duration::from_secs_f64(cfg.zmq.data_timeout_seconds),
             auto_reinit: cfg.zmq.auto_reinit_on_timeout,
         };
         let rx_shared = shared.clone();
-        let shard_thread = shard.thread().clone();
+        let links: Vec<ShardLink> = producers
+            .into_iter()
+            .zip(ret_consumers)
+            .zip(&shard_handles)
+            .map(|((ring, ret), h)| ShardLink {
+                ring,
+                ret,
+                thread: h.thread().clone(),
+                dropped_newest: 0,
+                block_waits: 0,
+            })
+            .collect();
         let verbose = opts.verbose;
         let rx_endpoint = data_endpoint.clone();
+        let rx_core = pins[0];
         let rx = thread::Builder::new()
             .name("zmq_rx".into())
             .spawn(move || {
                 let _g = PanicGuard(rx_shared.clone());
-                if let Some(c) = pin_rx {
+                if let Some(c) = rx_core {
                     core_affinity::set_for_current(c);
                 }
                 let io = RxIo {
                     free,
-                    ring: frames_tx,
-                    ret: ret_rx,
-                    shard: shard_thread,
+                    links,
                     policy,
-                    dropped_newest: 0,
-                    block_waits: 0,
                     shared: rx_shared.clone(),
+                    events: EventBuffer::new(),
+                    events_since: None,
+                    stream: String::with_capacity(256),
+                    names: vec![String::new(); max_channels],
+                    published_generation: None,
                 };
                 run_receiver(
                     rx_shared,
@@ -461,6 +701,7 @@ impl Engine {
                     Assembler::new(asm_cfg),
                     io,
                     max_block,
+                    spin,
                     verbose,
                 )
             })
@@ -491,16 +732,15 @@ impl Engine {
             layout: Layout {
                 data_endpoint,
                 heartbeat_endpoint,
-                destination: dest,
+                outputs,
                 slab_frames: pool,
                 slab_bytes,
                 ring_capacity,
-                udp_backend,
-                send_buffer,
                 pinning,
+                spin,
             },
             rx: Some(rx),
-            shards: vec![shard],
+            shards: shard_handles,
             hb: Some(hb),
             _ctx: ctx,
         })
@@ -554,6 +794,7 @@ impl Engine {
             latencies,
             rx: self.shared.rx.snapshot(),
             tx: self.shared.tx.iter().map(|c| c.snapshot()).collect(),
+            outputs: self.layout.outputs.iter().map(|o| o.name.clone()).collect(),
             hb: self.shared.hb.snapshot(),
             failed: failed || self.shared.failed.load(Ordering::SeqCst),
         }
@@ -563,65 +804,145 @@ impl Engine {
 // ---------------------------------------------------------------------------------------------
 // Receiver
 
-// Frames stay boxed in the free list: they move through the rings as pointers, never copied.
-#[allow(clippy::vec_box)]
-struct RxIo {
-    free: Vec<Box<Frame>>,
-    ring: Producer<Box<Frame>>,
-    ret: Consumer<Box<Frame>>,
-    shard: Thread,
-    policy: OverflowStrategy,
+struct ShardLink {
+    ring: Producer<Arc<Frame>>,
+    ret: Consumer<Arc<Frame>>,
+    thread: Thread,
     dropped_newest: u64,
     block_waits: u64,
+}
+
+struct RxIo {
+    free: Vec<Arc<Frame>>,
+    links: Vec<ShardLink>,
+    policy: OverflowStrategy,
     shared: Arc<Shared>,
+    /// TTL events and spikes waiting to ride on the next frame.
+    events: EventBuffer,
+    events_since: Option<Instant>,
+    /// Current stream name and OE channel names (updated when they change).
+    stream: String,
+    names: Vec<String>,
+    published_generation: Option<u32>,
 }
 
 impl RxIo {
-    fn recycle(&mut self) {
-        while let Ok(f) = self.ret.pop() {
+    /// Takes a frame back from a shard: onto the free list once no shard holds it.
+    fn reclaim(&mut self, mut f: Arc<Frame>) {
+        if Arc::get_mut(&mut f).is_some() {
             self.free.push(f);
         }
+        // else: another shard still reads it and will return its own handle; dropping this
+        // one only decrements the count (the last handle always comes back here).
+    }
+
+    fn recycle(&mut self) {
+        for i in 0..self.links.len() {
+            while let Ok(f) = self.links[i].ret.pop() {
+                self.reclaim(f);
+            }
+        }
+    }
+
+    /// Publishes stream and channel names for a new layout (on layout changes only).
+    fn publish_layout(&mut self, f: &Frame) {
+        if self.published_generation == Some(f.layout_generation) {
+            return;
+        }
+        self.published_generation = Some(f.layout_generation);
+        if let Ok(mut info) = self.shared.layout.lock() {
+            info.generation = f.layout_generation;
+            info.stream.clone_from(&self.stream);
+            info.names.clear();
+            for &c in &f.channels {
+                if let Some(n) = self.names.get(c as usize).filter(|n| !n.is_empty()) {
+                    info.names.push((c, n.clone()));
+                }
+            }
+        }
+    }
+
+    /// Sends pending events on their own when no block is coming to carry them.
+    fn flush_events(&mut self, now: Instant) {
+        if self.events.is_empty()
+            || self
+                .events_since
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(50))
+        {
+            return;
+        }
+        let Some(mut frame) = self.take() else { return };
+        if let Some(f) = Arc::get_mut(&mut frame) {
+            f.seq = 0;
+            f.num_samples = 0;
+            f.channels.clear();
+            f.arrival = now;
+            f.header_timestamp_ms = None;
+            self.events.move_into(f);
+        }
+        self.events_since = None;
+        self.emit(frame);
     }
 }
 
 impl FrameIo for RxIo {
-    fn take(&mut self) -> Option<Box<Frame>> {
+    fn take(&mut self) -> Option<Arc<Frame>> {
         if self.free.is_empty() {
             self.recycle();
         }
         self.free.pop()
     }
-    fn give(&mut self, frame: Box<Frame>) {
-        self.free.push(frame);
+    fn give(&mut self, frame: Arc<Frame>) {
+        self.reclaim(frame);
     }
-    fn emit(&mut self, frame: Box<Frame>) {
-        let mut frame = frame;
-        loop {
-            match self.ring.push(frame) {
-                Ok(()) => {
-                    self.shard.unpark();
-                    return;
-                }
-                Err(rtrb::PushError::Full(f)) => {
-                    if self.policy != OverflowStrategy::Block
-                        || self.shared.stop.load(Ordering::Relaxed)
-                    {
-                        // drop_newest, or drop_oldest with the shard stalled past the ring's
-                        // headroom: the new block is the one lost.
-                        self.dropped_newest += 1;
-                        self.free.push(f);
-                        return;
-                    }
-                    // block: stop reading ZMQ until the shard makes room; ZeroMQ's
-                    // high-water mark then drops upstream (visible as message_num gaps).
-                    self.block_waits += 1;
-                    self.shard.unpark();
-                    frame = f;
-                    self.recycle();
-                    thread::park_timeout(Duration::from_micros(200));
+    fn emit(&mut self, mut frame: Arc<Frame>) {
+        if let Some(f) = Arc::get_mut(&mut frame) {
+            if f.num_samples > 0 {
+                if !self.events.is_empty() {
+                    self.events.move_into(f);
+                    self.events_since = None;
+                } else if !f.events.is_empty() {
+                    f.events.clear();
                 }
             }
         }
+        self.publish_layout(&frame);
+        let n = self.links.len();
+        for i in 0..n {
+            // One handle per shard (an atomic increment, no allocation).
+            let mut handle = Arc::clone(&frame);
+            loop {
+                match self.links[i].ring.push(handle) {
+                    Ok(()) => {
+                        self.links[i].thread.unpark();
+                        break;
+                    }
+                    Err(rtrb::PushError::Full(h)) => {
+                        if self.policy != OverflowStrategy::Block
+                            || self.shared.stop.load(Ordering::Relaxed)
+                        {
+                            // drop_newest, or drop_oldest with the shard stalled past the
+                            // ring's headroom: this output loses the new block.
+                            if h.num_samples > 0 {
+                                self.links[i].dropped_newest += 1;
+                            }
+                            self.reclaim(h);
+                            break;
+                        }
+                        // block: stop reading ZMQ until the shard makes room; ZeroMQ's
+                        // high-water mark then drops upstream (visible as message_num gaps).
+                        self.links[i].block_waits += 1;
+                        self.links[i].thread.unpark();
+                        handle = h;
+                        self.recycle();
+                        thread::park_timeout(Duration::from_micros(200));
+                    }
+                }
+            }
+        }
+        // Our own handle: back to the free list if every shard dropped the frame, else
+        // released (the shards return theirs through the rings).
+        self.reclaim(frame);
     }
 }
 
@@ -655,8 +976,8 @@ fn publish_rx(
         c.stream_changes,
         c.channel_set_changes,
         c.data_timeouts,
-        io.dropped_newest,
-        io.block_waits,
+        io.links.iter().map(|l| l.dropped_newest).sum(),
+        io.links.iter().map(|l| l.block_waits).sum(),
         asm.channel_set().len() as u64,
         asm.stream().map_or(0, |(_, rate)| (rate * 1000.0) as u64),
         zmq_errors,
@@ -667,6 +988,11 @@ fn publish_rx(
     }
     for (k, v) in c.malformed.iter().enumerate() {
         r.set(RX_MALFORMED_BASE + k, *v);
+    }
+    r.set(RX_MALFORMED_BASE + Malformed::COUNT, c.late_msgs);
+    for (l, t) in io.links.iter().zip(&shared.tx) {
+        t.set(TX_DROPPED_NEWEST, l.dropped_newest);
+        t.set(TX_BLOCK_WAITS, l.block_waits);
     }
 }
 
@@ -682,6 +1008,7 @@ fn drain(sub: &zmq::Socket, scratch: &mut [u8]) -> usize {
     n
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_receiver(
     shared: Arc<Shared>,
     sub: zmq::Socket,
@@ -689,6 +1016,7 @@ fn run_receiver(
     mut asm: Assembler,
     mut io: RxIo,
     max_block: usize,
+    spin: Duration,
     verbose: bool,
 ) -> Latencies {
     let mut lat = Latencies::new();
@@ -702,7 +1030,6 @@ fn run_receiver(
     let mut block_first: Option<(i64, Instant)> = None;
     let mut idle_since: Option<Instant> = None;
     let mut log = RateLimitedLog::default();
-    let spin = Duration::from_micros(50);
     crate::hot::mark_current_thread_hot();
 
     while !shared.stop.load(Ordering::Relaxed) {
@@ -712,6 +1039,9 @@ fn run_receiver(
                 let now = Instant::now();
                 io.recycle();
                 asm.poll(now, &mut io);
+                if !asm.has_open_block() {
+                    io.flush_events(now);
+                }
                 if shared.reconnect_data.swap(false, Ordering::Relaxed) {
                     let _ = sub.disconnect(endpoint);
                     if let Err(e) = sub.connect(endpoint) {
@@ -734,10 +1064,13 @@ fn run_receiver(
                     zmq_errors,
                     (ttl_events, spikes),
                 );
-                // Park in zmq_poll until data, the next assembler deadline, or 10 ms.
-                let wait = asm.next_deadline().map_or(10, |d| {
+                // Park in zmq_poll until data, the next deadline, or 10 ms.
+                let mut wait = asm.next_deadline().map_or(10, |d| {
                     d.saturating_duration_since(now).as_millis().clamp(1, 10) as i64
                 });
+                if !io.events.is_empty() {
+                    wait = wait.min(5);
+                }
                 let mut items = [sub.as_poll_item(zmq::POLLIN)];
                 let _ = zmq::poll(&mut items, wait);
                 continue;
@@ -818,6 +1151,22 @@ fn run_receiver(
                     asm.counters.count(Malformed::TooFewFrames);
                     continue;
                 }
+                // Names for address templates and notices (copied only when they change).
+                if io.stream != d.stream {
+                    io.stream.clear();
+                    io.stream.push_str(&d.stream);
+                }
+                if let (Some(name), Some(slot)) = (
+                    d.channel_name.as_deref(),
+                    usize::try_from(d.channel_num)
+                        .ok()
+                        .and_then(|c| io.names.get_mut(c)),
+                ) {
+                    if slot != name {
+                        slot.clear();
+                        slot.push_str(name);
+                    }
+                }
                 match block_first {
                     Some((s, _)) if s == d.sample_num => {}
                     _ => block_first = Some((d.sample_num, now)),
@@ -840,7 +1189,9 @@ fn run_receiver(
                             }
                         }
                     }
-                    Err(Reject::Malformed(_) | Reject::NotInSet | Reject::NoFrame) => {
+                    Err(
+                        Reject::Malformed(_) | Reject::NotInSet | Reject::NoFrame | Reject::Late,
+                    ) => {
                         drain(&sub, &mut scratch);
                     }
                 }
@@ -856,8 +1207,11 @@ fn run_receiver(
                     if extra > 0 {
                         asm.counters.count(Malformed::TooManyFrames);
                     } else if e.event_type == 3 && got.min(scratch.len()) == 10 {
-                        if protocol::parse_ttl(&scratch[..10]).is_ok() {
+                        if let Ok(t) = protocol::parse_ttl(&scratch[..10]) {
                             ttl_events += 1;
+                            if io.events.push_ttl(e.sample_num, t.line, t.state, t.word) {
+                                io.events_since.get_or_insert(now);
+                            }
                         }
                     } else if e.event_type == 3 || got as i64 != e.data_size {
                         asm.counters.count(Malformed::BadEvent);
@@ -877,10 +1231,20 @@ fn run_receiver(
                     .and_then(|v| v.checked_mul(4));
                 if extra > 0 {
                     asm.counters.count(Malformed::TooManyFrames);
-                } else if want != Some(got as i64) {
+                } else if want != Some(got as i64) || got > scratch.len() || s.num_channels < 0 {
                     asm.counters.count(Malformed::BadSpike);
                 } else {
                     spikes += 1;
+                    if io.events.push_spike(
+                        s.sample_num,
+                        &s.electrode,
+                        s.sorted_id,
+                        s.num_channels as usize,
+                        s.num_samples as usize,
+                        &scratch[..got],
+                    ) {
+                        io.events_since.get_or_insert(now);
+                    }
                 }
             }
             _ => {
@@ -891,8 +1255,11 @@ fn run_receiver(
             }
         }
     }
-    // Stop: emit a complete open block, then hang up (the shard drains and finishes).
+    // Stop: emit a complete open block and pending events, then hang up (shards drain and
+    // finish).
     asm.flush(&mut io);
+    io.events_since = None;
+    io.flush_events(Instant::now());
     publish_rx(
         &shared,
         &asm,
@@ -911,15 +1278,72 @@ fn run_receiver(
 struct ShardTx {
     sender: UdpSender,
     lat: Latencies,
+    shared: Arc<Shared>,
+    index: usize,
+    /// Pacing: spread a block's datagrams over `pace_span` from `pace_start`.
+    pacing: bool,
+    pace_start: Instant,
+    pace_span: Duration,
+    pace_expected: u64,
+    pace_sent: u64,
+}
+
+impl ShardTx {
+    fn begin_frame(&mut self, now: Instant, span: Duration, expected: u64) {
+        self.pace_start = now;
+        self.pace_span = span;
+        self.pace_expected = expected.max(1);
+        self.pace_sent = 0;
+    }
 }
 
 impl Transmit for ShardTx {
     fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]) {
-        self.sender.send_batch(arena, dgrams);
+        if !self.pacing || self.pace_span.is_zero() {
+            self.sender.send_batch(arena, dgrams);
+            return;
+        }
+        // Pacing: datagram k of this block is due at start + k·span/expected; send what is
+        // due in small groups (still one syscall each, GSO-eligible), sleep until the next.
+        let mut i = 0;
+        while i < dgrams.len() {
+            let due = self.pace_start
+                + self
+                    .pace_span
+                    .mul_f64((self.pace_sent as f64 / self.pace_expected as f64).min(1.0));
+            let now = Instant::now();
+            if due > now {
+                let wait = due - now;
+                if wait > Duration::from_micros(300) {
+                    thread::sleep(wait - Duration::from_micros(200));
+                }
+                while Instant::now() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            let group = (dgrams.len() - i).min(8);
+            self.sender.send_batch(arena, &dgrams[i..i + group]);
+            i += group;
+            self.pace_sent += group as u64;
+        }
     }
     fn block_sent(&mut self, arrival: Instant, _header_timestamp_ms: Option<i64>) {
         self.lat
             .record(span::BLOCK_TO_OUTPUT, arrival.elapsed().as_nanos() as u64);
+    }
+    fn status(&self) -> StatusValues {
+        let r = &self.shared.rx;
+        let t = &self.shared.tx[self.index];
+        StatusValues {
+            received: r.by_name("blocks_opened"),
+            sent: self.sender.stats().datagrams_sent,
+            dropped_policy: t.by_name("dropped_oldest") + t.by_name("dropped_newest"),
+            upstream_gaps: r.by_name("upstream_missing_msgs"),
+            malformed: r.by_name("malformed"),
+            incomplete: r.by_name("blocks_incomplete") + r.by_name("blocks_incomplete_upstream"),
+            channels: r.by_name("channels"),
+            rate: r.by_name("sample_rate_mhz") as f32 / 1000.0,
+        }
     }
 }
 
@@ -955,7 +1379,13 @@ fn publish_tx(
         s.gso_fallbacks,
         queued as u64,
         p.pending_group_samples() as u64,
+        o.split_messages,
+        o.ttl_sent,
+        o.spikes_sent,
+        o.status_sent,
+        o.notices_sent,
     ];
+    debug_assert_eq!(vals.len(), TX_DROPPED_NEWEST);
     for (i, v) in vals.iter().enumerate() {
         c.set(i, *v);
     }
@@ -965,30 +1395,46 @@ fn publish_tx(
 fn run_shard(
     shared: Arc<Shared>,
     index: usize,
-    mut frames: Consumer<Box<Frame>>,
-    mut ret: Producer<Box<Frame>>,
-    mut pipeline: OutputPipeline,
-    sender: UdpSender,
+    st: ShardStart,
     policy: OverflowStrategy,
     queue_max: usize,
+    spin: Duration,
     panic_after: Option<u64>,
+    verbose: bool,
 ) -> Latencies {
+    let ShardStart {
+        name,
+        mut frames,
+        mut ret,
+        mut pipeline,
+        sender,
+        pacing,
+    } = st;
     let mut tx = ShardTx {
         sender,
         lat: Latencies::new(),
+        shared: shared.clone(),
+        index,
+        pacing,
+        pace_start: Instant::now(),
+        pace_span: Duration::ZERO,
+        pace_expected: 1,
+        pace_sent: 0,
     };
     let counters = &shared.tx[index];
     let mut dropped_oldest = 0u64;
     let mut idle_since: Option<Instant> = None;
-    let spin = Duration::from_micros(50);
     let mut oversize_logged = 0u64;
+    let mut last_frame_dgrams = 0u64;
     let mut log = RateLimitedLog::default();
     crate::hot::mark_current_thread_hot();
     loop {
         if policy == OverflowStrategy::DropOldest {
             while frames.slots() > queue_max {
                 if let Ok(f) = frames.pop() {
-                    dropped_oldest += 1;
+                    if f.num_samples > 0 {
+                        dropped_oldest += 1;
+                    }
                     let _ = ret.push(f);
                 }
             }
@@ -997,30 +1443,42 @@ fn run_shard(
             Ok(f) => {
                 idle_since = None;
                 let now = Instant::now();
-                tx.lat.record(
-                    span::QUEUE_WAIT,
-                    now.duration_since(f.arrival).as_nanos() as u64,
-                );
+                if f.num_samples > 0 {
+                    tx.lat.record(
+                        span::QUEUE_WAIT,
+                        now.duration_since(f.arrival).as_nanos() as u64,
+                    );
+                }
                 if panic_after.is_some_and(|n| pipeline.counters.frames >= n) {
                     panic!("osc_tx_{index}: injected failure (test hook)");
+                }
+                if pacing && f.num_samples > 0 {
+                    // Spread over 90 % of the block's duration, at the last block's volume.
+                    let d = Duration::from_secs_f64(f.num_samples as f64 / f.sample_rate.max(1.0));
+                    tx.begin_frame(now, d.mul_f64(0.9), last_frame_dgrams);
+                } else {
+                    tx.pace_span = Duration::ZERO;
                 }
                 let before = pipeline.counters.datagrams;
                 pipeline.process(&f, now, &mut tx);
                 let done = Instant::now();
-                tx.lat.record(
-                    span::SHARD_FRAME_COST,
-                    done.duration_since(now).as_nanos() as u64,
-                );
-                if pipeline.counters.datagrams != before {
-                    // process() returns after the send carrying its last datagram returned.
+                last_frame_dgrams = pipeline.counters.datagrams - before;
+                if f.num_samples > 0 {
                     tx.lat.record(
-                        span::BRIDGE_ADDED,
-                        done.duration_since(f.arrival).as_nanos() as u64,
+                        span::SHARD_FRAME_COST,
+                        done.duration_since(now).as_nanos() as u64,
                     );
-                    if let Some(ts) = f.header_timestamp_ms {
-                        let d = wall_ms() - ts;
-                        if d >= 0 {
-                            tx.lat.record(span::PUBLISHER_TO_WIRE, d as u64 * 1_000_000);
+                    if pipeline.counters.datagrams != before {
+                        // process() returns after the send carrying its last datagram returned.
+                        tx.lat.record(
+                            span::BRIDGE_ADDED,
+                            done.duration_since(f.arrival).as_nanos() as u64,
+                        );
+                        if let Some(ts) = f.header_timestamp_ms {
+                            let d = wall_ms() - ts;
+                            if d >= 0 {
+                                tx.lat.record(span::PUBLISHER_TO_WIRE, d as u64 * 1_000_000);
+                            }
                         }
                     }
                 }
@@ -1029,12 +1487,12 @@ fn run_shard(
                 publish_tx(counters, &pipeline, &tx, dropped_oldest, frames.slots());
                 if pipeline.counters.oversize > oversize_logged {
                     oversize_logged = pipeline.counters.oversize;
-                    if log.admit(crate::net::LogKind::TooBig, now).is_some() {
+                    if verbose && log.admit(crate::net::LogKind::TooBig, now).is_some() {
                         eprintln!(
-                            "osc_tx_{index}: refused {} message(s) larger than the UDP limit of {} bytes: \
-                             lower osc.processing.batch_size or the channel count",
+                            "osc_tx_{index} ({name}): refused {} message(s) larger than the datagram limit of {} bytes: \
+                             lower osc.processing.batch_size or the channel count, or use an `outputs` entry (which splits)",
                             oversize_logged,
-                            crate::osc::MAX_UDP_PAYLOAD
+                            pipeline.format().max_datagram
                         );
                     }
                 }
@@ -1060,6 +1518,7 @@ fn run_shard(
             }
         }
     }
+    tx.pace_span = Duration::ZERO;
     pipeline.finish(Instant::now(), &mut tx);
     publish_tx(counters, &pipeline, &tx, dropped_oldest, 0);
     tx.lat
@@ -1288,7 +1747,7 @@ mod tests {
 
     #[test]
     fn counter_tables_line_up() {
-        assert_eq!(RX_COUNTERS.len(), RX_MALFORMED_BASE + Malformed::COUNT);
+        assert_eq!(RX_COUNTERS.len(), RX_MALFORMED_BASE + Malformed::COUNT + 1);
         for (k, m) in Malformed::ALL.iter().enumerate() {
             assert_eq!(RX_COUNTERS[RX_MALFORMED_BASE + k], m.name());
         }

@@ -4,8 +4,9 @@
 //! is allocated once, at start-up, with room for `max_channels × max_block_samples` floats;
 //! rows are indexed by the OE `channel_num` with a stride of the block's `num_samples`, so the
 //! memory a block touches is `(highest channel + 1) × num_samples` floats. Frames travel as
-//! `Box<Frame>` (a pointer move, no allocation, no `unsafe`): free list → assembler → shard
-//! ring → shard → return ring → free list.
+//! `Arc<Frame>` (a pointer move, no allocation): free list → assembler (the only holder, so
+//! it may write through `Arc::get_mut`) → one clone per shard ring → shards → return rings →
+//! the receiver, which puts a frame back on the free list once its own handle is the last.
 //!
 //! The sample memory of a frame is an anonymous private mapping on Unix ([`SlabMem`]): the
 //! kernel hands out zero pages and makes them resident only when a block first writes them.
@@ -199,9 +200,176 @@ pub struct Discontinuity {
     pub layout: bool,
 }
 
+/// What an [`EventRecord`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventKind {
+    /// A TTL line change.
+    #[default]
+    Ttl,
+    /// A spike.
+    Spike,
+}
+
+/// A TTL event or spike that arrived before the frame's data (the plugin sends a block's
+/// events first). Strings and waveforms live in the frame's `event_text` / `waveforms`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EventRecord {
+    /// TTL or spike.
+    pub kind: EventKind,
+    /// Sample index (TTL: of the change; spike: of the peak).
+    pub sample_num: i64,
+    /// TTL line.
+    pub line: u8,
+    /// TTL state (1 on, 0 off).
+    pub state: u8,
+    /// TTL word after the change.
+    pub word: u64,
+    /// Spike sorted unit id.
+    pub sorted_id: i32,
+    /// Spike waveform channels.
+    pub num_channels: u16,
+    /// Spike waveform samples per channel.
+    pub num_samples: u16,
+    /// Offset of the waveform in `waveforms` (`num_channels · num_samples` floats, or none
+    /// when `wave_len` is 0).
+    pub wave_off: u32,
+    /// Floats of the waveform stored.
+    pub wave_len: u32,
+    /// Offset of the electrode name in `event_text`.
+    pub name_off: u32,
+    /// Length of the electrode name.
+    pub name_len: u32,
+}
+
+/// Capacity of a frame's event list.
+pub const MAX_EVENTS: usize = 512;
+/// Capacity of a frame's event text (electrode names).
+pub const MAX_EVENT_TEXT: usize = 8 * 1024;
+/// Capacity of a frame's spike waveform store (floats).
+pub const MAX_WAVEFORM_FLOATS: usize = 16 * 1024;
+
+/// Events received since the last frame, waiting to ride on the next one.
+#[derive(Debug)]
+pub struct EventBuffer {
+    /// Records.
+    pub events: Vec<EventRecord>,
+    /// Electrode names.
+    pub text: Vec<u8>,
+    /// Spike waveforms.
+    pub waveforms: Vec<f32>,
+    /// Events dropped because a capacity was reached.
+    pub dropped: u64,
+}
+
+impl EventBuffer {
+    /// Empty, with the fixed capacities.
+    pub fn new() -> Self {
+        EventBuffer {
+            events: Vec::with_capacity(MAX_EVENTS),
+            text: Vec::with_capacity(MAX_EVENT_TEXT),
+            waveforms: Vec::with_capacity(MAX_WAVEFORM_FLOATS),
+            dropped: 0,
+        }
+    }
+    /// Removes everything (keeps capacity).
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.text.clear();
+        self.waveforms.clear();
+    }
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+    /// Adds a TTL event; false (counted) when full.
+    pub fn push_ttl(&mut self, sample_num: i64, line: u8, state: u8, word: u64) -> bool {
+        if self.events.len() == self.events.capacity() {
+            self.dropped += 1;
+            return false;
+        }
+        self.events.push(EventRecord {
+            kind: EventKind::Ttl,
+            sample_num,
+            line,
+            state,
+            word,
+            ..Default::default()
+        });
+        true
+    }
+    /// Adds a spike; `waveform_le` is the payload (little-endian float32), kept only if it
+    /// fits. False (counted) when the event list or name store is full.
+    pub fn push_spike(
+        &mut self,
+        sample_num: i64,
+        electrode: &str,
+        sorted_id: i64,
+        num_channels: usize,
+        num_samples: usize,
+        waveform_le: &[u8],
+    ) -> bool {
+        if self.events.len() == self.events.capacity()
+            || self.text.len() + electrode.len() > self.text.capacity()
+        {
+            self.dropped += 1;
+            return false;
+        }
+        let name_off = self.text.len() as u32;
+        self.text.extend_from_slice(electrode.as_bytes());
+        let nf = waveform_le.len() / 4;
+        let wave_off = self.waveforms.len() as u32;
+        let wave_len = if self.waveforms.len() + nf <= self.waveforms.capacity() {
+            self.waveforms.extend(
+                waveform_le
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            nf as u32
+        } else {
+            0
+        };
+        self.events.push(EventRecord {
+            kind: EventKind::Spike,
+            sample_num,
+            sorted_id: sorted_id.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            num_channels: num_channels.min(u16::MAX as usize) as u16,
+            num_samples: num_samples.min(u16::MAX as usize) as u16,
+            wave_off,
+            wave_len,
+            name_off,
+            name_len: electrode.len() as u32,
+            ..Default::default()
+        });
+        true
+    }
+    /// Moves everything into `f` (whose own lists are replaced) and clears `self`.
+    pub fn move_into(&mut self, f: &mut Frame) {
+        f.events.clear();
+        f.event_text.clear();
+        f.waveforms.clear();
+        f.events.extend_from_slice(&self.events);
+        f.event_text.extend_from_slice(&self.text);
+        f.waveforms.extend_from_slice(&self.waveforms);
+        self.clear();
+    }
+}
+
+impl Default for EventBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One assembled block, owned by whoever holds the box.
 #[derive(Debug)]
 pub struct Frame {
+    /// TTL events and spikes that arrived before this block's data (or, in an events-only
+    /// frame with `num_samples == 0`, while no block was coming).
+    pub events: Vec<EventRecord>,
+    /// Electrode names of `events`.
+    pub event_text: Vec<u8>,
+    /// Spike waveforms of `events`.
+    pub waveforms: Vec<f32>,
     /// Receiver-assigned sequence number of emitted frames (starts at 1).
     pub seq: u64,
     /// First sample index of the block.
@@ -225,8 +393,11 @@ pub struct Frame {
 
 impl Frame {
     /// A frame whose memory holds `max_channels × max_block_samples` floats.
-    pub fn new(max_channels: usize, max_block_samples: usize) -> Box<Frame> {
-        Box::new(Frame {
+    pub fn new(max_channels: usize, max_block_samples: usize) -> Frame {
+        Frame {
+            events: Vec::with_capacity(MAX_EVENTS),
+            event_text: Vec::with_capacity(MAX_EVENT_TEXT),
+            waveforms: Vec::with_capacity(MAX_WAVEFORM_FLOATS),
             seq: 0,
             sample_num: 0,
             num_samples: 0,
@@ -237,7 +408,7 @@ impl Frame {
             arrival: Instant::now(),
             header_timestamp_ms: None,
             data: SlabMem::zeroed(max_channels * max_block_samples),
-        })
+        }
     }
     /// Capacity in floats.
     pub fn capacity(&self) -> usize {

@@ -38,8 +38,10 @@
 pub mod assembler;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod frame;
+pub mod livestats;
 pub mod metrics;
 pub mod net;
 pub mod osc;

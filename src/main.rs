@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use mimalloc::MiMalloc;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zmq2osc::cli::{exit, Args};
 use zmq2osc::config::{Config, LogLevel, FULL_CONFIG_JSON, MINIMAL_CONFIG_JSON};
+use zmq2osc::dashboard::{self, Dashboard, DashboardInfo};
 use zmq2osc::engine::{self, Engine, EngineOptions, Shared, HB_STATES};
 use zmq2osc::net::SenderOptions;
 use zmq2osc::output::Mode;
-use zmq2osc::{sim, sink};
+use zmq2osc::{livestats, sim, sink};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -86,6 +88,23 @@ fn run(args: Args) -> Result<u8, Fail> {
     if !args.seconds.is_none_or(|s| s.is_finite() && s > 0.0) {
         return Err((exit::CONFIG, "--seconds must be > 0".into()));
     }
+    if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
+        return Err((exit::CONFIG, "--stats-interval must be >= 0".into()));
+    }
+    // The live dashboard when stdout is a terminal (unless --no-tui); headless otherwise:
+    // JSON stats lines on stdout (or appended to --stats-json), human status line on stderr.
+    let tui = !args.no_tui && std::io::stdout().is_terminal();
+    let mut stats_out: Option<Box<dyn Write>> = match &args.stats_json {
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| (exit::CONFIG, format!("cannot open {}: {e}", p.display())))?,
+        )),
+        None if !tui => Some(Box::new(std::io::stdout())),
+        None => None,
+    };
     if args.simulate.is_some() {
         cfg.zmq.host = "127.0.0.1".into();
     }
@@ -103,6 +122,11 @@ fn run(args: Args) -> Result<u8, Fail> {
 
     // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
     let term = Arc::new(AtomicBool::new(false));
+    if tui {
+        // Registered first so it runs before the immediate exit on a second signal.
+        dashboard::install_signal_restore(&term)
+            .map_err(|e| (exit::STARTUP, format!("signal handler: {e}")))?;
+    }
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, term.clone());
         let _ = signal_hook::flag::register(sig, term.clone());
@@ -151,18 +175,19 @@ fn run(args: Args) -> Result<u8, Fail> {
         let Some(n) = args.simulate else {
             return Err((exit::CONFIG, "--verify needs --simulate".into()));
         };
-        let fmt = engine::output_format(&cfg);
+        let spec = engine::output_specs(&cfg).remove(0);
+        let fmt = spec.format;
         let layout = match fmt.mode {
             Mode::Sample => sink::Layout::Sample,
             Mode::Batch => sink::Layout::Batch,
-            Mode::PerChannel => {
+            Mode::PerChannel | Mode::Blob => {
                 return Err((
                     exit::CONFIG,
-                    "--verify does not check per-channel mode".into(),
+                    "--verify checks sample and batch formats only".into(),
                 ))
             }
         };
-        let bind = engine::resolve(&cfg.osc.host, cfg.osc.port).map_err(|e| (exit::CONFIG, e))?;
+        let bind = engine::resolve(&spec.host, spec.port).map_err(|e| (exit::CONFIG, e))?;
         let sc = sink::SinkConfig {
             bind,
             recv_buffer_bytes: 8 << 20,
@@ -204,6 +229,22 @@ fn run(args: Args) -> Result<u8, Fail> {
     }
 
     let started = Instant::now();
+    let shared = eng.shared().clone();
+    let ring_capacity = eng.layout().ring_capacity;
+    let dash = if tui {
+        match Dashboard::start(shared.clone(), started, dashboard_info(&cfg, &eng)) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("warning: cannot start the dashboard ({e}); running headless");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // While the dashboard owns the terminal, the status line would scribble over it.
+    let status_lines = info && !(dash.is_some() && std::io::stderr().is_terminal());
+    let mut prev_sample = livestats::Sample::take(&shared, started);
     let deadline = args.seconds.map(|s| started + Duration::from_secs_f64(s));
     let interval =
         (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
@@ -224,7 +265,13 @@ fn run(args: Args) -> Result<u8, Fail> {
         if let (Some(i), Some(t)) = (interval, next_stats) {
             if now >= t {
                 let cur = Snapshot::take(eng.shared());
-                if info {
+                if let Some(w) = stats_out.as_mut() {
+                    let sample = livestats::Sample::take(&shared, started);
+                    let line = livestats::json_line(&sample, &prev_sample, ring_capacity, false);
+                    write_json_line(w.as_mut(), &line);
+                    prev_sample = sample;
+                }
+                if status_lines {
                     eprintln!(
                         "{}",
                         status_line(
@@ -241,12 +288,33 @@ fn run(args: Args) -> Result<u8, Fail> {
             }
         }
     }
+    if let Some(d) = dash {
+        let cost = d.stop(); // restores the terminal
+        if info {
+            eprintln!(
+                "dashboard: {} frames; render thread CPU {} over {:.1} s = {} of one core",
+                cost.frames,
+                cost.cpu
+                    .map_or("n/a".into(), |c| format!("{:.1} ms", c.as_secs_f64() * 1e3)),
+                cost.wall.as_secs_f64(),
+                cost.percent_of_core()
+                    .map_or("n/a".into(), |p| format!("{p:.3} %"))
+            );
+        }
+    }
     if info {
         eprintln!("stopping: flushing and joining threads…");
     }
     // Stop the source first so the bridge sees every block it was sent.
     let sim_stats = simulator.map(|s| s.stop());
     let report = eng.shutdown();
+    if let Some(w) = stats_out.as_mut() {
+        // The final counters as one more JSON object ("final": true), before the report.
+        let sample = livestats::Sample::take(&shared, started);
+        let line = livestats::json_line(&sample, &prev_sample, ring_capacity, true);
+        write_json_line(w.as_mut(), &line);
+    }
+    drop(stats_out);
     let verify = verifier.map(|v| {
         v.wait_for_rows(u64::MAX, Duration::from_millis(200));
         v.stop()
@@ -277,17 +345,42 @@ fn run(args: Args) -> Result<u8, Fail> {
     Ok(exit::OK)
 }
 
-fn print_startup(cfg: &Config, eng: &Engine) {
+/// Writes one JSON line (a failed write, e.g. a closed pipe, is ignored: stats are advisory).
+fn write_json_line(w: &mut dyn Write, line: &str) {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = w.write_all(buf.as_bytes()).and_then(|_| w.flush());
+}
+
+fn dashboard_info(cfg: &Config, eng: &Engine) -> DashboardInfo {
     let l = eng.layout();
     let fmt = engine::output_format(cfg);
-    let mode = match fmt.mode {
-        Mode::Sample => format!("{}/sample", fmt.base_address),
-        Mode::Batch => format!(
-            "{}/batch/{} (int N + N·{} floats, channel-major)",
-            fmt.base_address, fmt.batch_size, fmt.batch_size
+    DashboardInfo {
+        data_endpoint: l.data_endpoint.clone(),
+        heartbeat: format!(
+            "{} as ZMQ2OSC-{}",
+            l.heartbeat_endpoint,
+            cfg.zmq.app_uuid.chars().take(4).collect::<String>()
         ),
-        Mode::PerChannel => format!("{} per channel", fmt.channel_address_format),
-    };
+        output: l
+            .outputs
+            .iter()
+            .map(|o| o.describe())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        ring_capacity: l.ring_capacity,
+        policy: cfg
+            .performance
+            .osc_queue_overflow_strategy
+            .as_str()
+            .to_string(),
+        factor: fmt.factor,
+    }
+}
+
+fn print_startup(cfg: &Config, eng: &Engine) {
+    let l = eng.layout();
     eprintln!("openephys-zmq2osc {}", env!("CARGO_PKG_VERSION"));
     eprintln!(
         "  ZMQ data   {} (SUB)   heartbeat {} as {}",
@@ -295,19 +388,9 @@ fn print_startup(cfg: &Config, eng: &Engine) {
         l.heartbeat_endpoint,
         engine::heartbeat_message(&cfg.zmq.app_uuid)
     );
-    eprintln!(
-        "  OSC        {} -> udp://{} via {} (SO_SNDBUF {} KiB)",
-        mode,
-        l.destination,
-        l.udp_backend,
-        l.send_buffer / 1024
-    );
-    eprintln!(
-        "  processing downsampling F={} ({}), output rate = input rate / {}",
-        fmt.factor,
-        fmt.method.as_str(),
-        fmt.factor
-    );
+    for o in &l.outputs {
+        eprintln!("  OSC        {}", o.describe());
+    }
     eprintln!(
         "  slab       {} frames × {} ch × {} samples = {:.1} MiB reserved (ring {} blocks, policy {}); \
          memory is touched only as blocks use it",
@@ -376,7 +459,6 @@ fn final_report(
     use std::fmt::Write as _;
     let mut s = String::new();
     let get = |v: &[(&str, u64)], n: &str| v.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1);
-    let tx = r.tx.first().cloned().unwrap_or_default();
     let _ = writeln!(
         s,
         "== openephys-zmq2osc report ({:.1} s) ==",
@@ -418,26 +500,30 @@ fn final_report(
         get(&r.rx, "stream_changes"),
         get(&r.rx, "channel_set_changes"),
     );
-    let _ = writeln!(
-        s,
-        "queue      dropped newest {}  dropped oldest {}  block waits {}",
-        get(&r.rx, "dropped_newest"),
-        get(&tx, "dropped_oldest"),
-        get(&r.rx, "block_waits"),
-    );
-    let _ = writeln!(
-        s,
-        "osc        frames {}  rows {}  datagrams {}  sent {}  send-dropped {} (refused {})  oversize refused {}  syscalls {}  gso batches {}",
-        get(&tx, "frames"),
-        get(&tx, "rows"),
-        get(&tx, "datagrams"),
-        get(&tx, "sent"),
-        get(&tx, "send_dropped"),
-        get(&tx, "refused"),
-        get(&tx, "oversize"),
-        get(&tx, "syscalls"),
-        get(&tx, "gso_batches"),
-    );
+    for (i, tx) in r.tx.iter().enumerate() {
+        let name = r.outputs.get(i).map_or("osc", String::as_str);
+        let _ = writeln!(
+            s,
+            "osc [{name}] frames {}  rows {}  datagrams {}  sent {}  send-dropped {} (refused {})  oversize refused {}  split {}  syscalls {}  gso batches {}  | queue: dropped newest {} oldest {}, block waits {}  | ttl {} spikes {} status {} notices {}",
+            get(tx, "frames"),
+            get(tx, "rows"),
+            get(tx, "datagrams"),
+            get(tx, "sent"),
+            get(tx, "send_dropped"),
+            get(tx, "refused"),
+            get(tx, "oversize"),
+            get(tx, "split_messages"),
+            get(tx, "syscalls"),
+            get(tx, "gso_batches"),
+            get(tx, "dropped_newest"),
+            get(tx, "dropped_oldest"),
+            get(tx, "block_waits"),
+            get(tx, "ttl_sent"),
+            get(tx, "spikes_sent"),
+            get(tx, "status_sent"),
+            get(tx, "notices_sent"),
+        );
+    }
     let malformed: Vec<String> =
         r.rx.iter()
             .skip_while(|(k, _)| *k != "bad_envelope")

@@ -72,15 +72,30 @@ pub fn itoa(v: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// Formats a per-channel address from a Python `str.format` template with one integer field,
-/// as the original's `osc.channel_address_format` (`"/ch{:03d}"` → `/ch007`). Supported
-/// fields: `{}`, `{0}`, `{:d}`, `{:Nd}`, `{:0Nd}` (with or without the `0` index); `{{` and
-/// `}}` are literal braces. Anything else is an error naming the template.
-pub fn format_channel_address(template: &str, ch: u32) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len() + 8);
+/// What an address template can refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressVars<'a> {
+    /// `{base}`: the output's base address.
+    pub base: &'a str,
+    /// `{stream}`: the Open Ephys stream name.
+    pub stream: &'a str,
+    /// `{name}`: the channel's name (rename, else the OE name, else `CH<n+1>`).
+    pub name: &'a str,
+    /// `{ch}` and the original's `{}` / `{:03d}`: the OE channel number.
+    pub ch: u32,
+    /// `{index}`: the position in the output.
+    pub index: u32,
+}
+
+/// Formats an address template. Placeholders: `{base}`, `{stream}`, `{name}`, `{ch}`,
+/// `{index}`, with an optional zero-padded width (`{ch:03}`, `{index:2}`), and the original's
+/// Python `str.format` fields for the channel number (`{}`, `{0}`, `{:d}`, `{:03d}`,
+/// `{0:03d}`). `{{` and `}}` are literal braces. Names are sanitised for OSC (spaces and
+/// pattern characters become `_`).
+pub fn format_address(template: &str, v: &AddressVars<'_>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
     let b = template.as_bytes();
     let mut i = 0;
-    let mut fields = 0;
     while i < b.len() {
         match b[i] {
             b'{' if b.get(i + 1) == Some(&b'{') => {
@@ -97,28 +112,49 @@ pub fn format_channel_address(template: &str, ch: u32) -> Result<String, String>
                     .map(|e| i + e)
                     .ok_or_else(|| format!("unclosed '{{' in address template '{template}'"))?;
                 let field = &template[i + 1..end];
-                let spec = field
-                    .strip_prefix('0')
-                    .filter(|_| field.starts_with("0:") || field == "0");
-                let spec = spec.unwrap_or(field);
-                let spec = spec.strip_prefix(':').unwrap_or(spec);
+                let (key, spec) = field.split_once(':').unwrap_or((field, ""));
                 let spec = spec.strip_suffix('d').unwrap_or(spec);
-                let (zero, width) = match spec {
-                    "" => (false, 0),
-                    s => {
-                        let zero = s.starts_with('0') && s.len() > 1;
-                        let w: usize = s.parse().map_err(|_| {
-                            format!("unsupported field '{{{field}}}' in address template '{template}' (use {{}}, {{:d}} or {{:03d}})")
-                        })?;
-                        (zero, w)
+                let width = |s: &str| -> Result<(bool, usize), String> {
+                    if s.is_empty() {
+                        return Ok((false, 0));
                     }
+                    let zero = s.starts_with('0') && s.len() > 1;
+                    s.parse::<usize>().map(|w| (zero, w)).map_err(|_| {
+                        format!("unsupported format '{{{field}}}' in address template '{template}'")
+                    })
                 };
-                let digits = ch.to_string();
-                for _ in digits.len()..width {
-                    out.push(if zero { '0' } else { ' ' });
+                let num = |n: u32, out: &mut String| -> Result<(), String> {
+                    let (zero, w) = width(spec)?;
+                    let d = n.to_string();
+                    for _ in d.len()..w {
+                        out.push(if zero { '0' } else { ' ' });
+                    }
+                    out.push_str(&d);
+                    Ok(())
+                };
+                match key {
+                    "" | "0" | "ch" => num(v.ch, &mut out)?,
+                    "index" => num(v.index, &mut out)?,
+                    "base" => out.push_str(v.base),
+                    "stream" | "name" if spec.is_empty() => {
+                        let text = if key == "stream" { v.stream } else { v.name };
+                        out.extend(text.chars().map(|c| {
+                            if c.is_whitespace()
+                                || c.is_control()
+                                || matches!(c, '#' | '*' | ',' | '?' | '[' | ']' | '{' | '}' | '/')
+                            {
+                                '_'
+                            } else {
+                                c
+                            }
+                        }));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "unknown field '{{{field}}}' in address template '{template}' (use {{base}}, {{stream}}, {{name}}, {{ch}}, {{ch:03}}, {{index}}, or the original's {{:03d}})"
+                        ))
+                    }
                 }
-                out.push_str(&digits);
-                fields += 1;
                 i = end + 1;
             }
             b'}' => return Err(format!("single '}}' in address template '{template}'")),
@@ -129,15 +165,51 @@ pub fn format_channel_address(template: &str, ch: u32) -> Result<String, String>
             }
         }
     }
-    if fields == 0 {
-        return Err(format!(
-            "address template '{template}' has no channel field (e.g. /ch{{:03d}})"
-        ));
-    }
     if !out.starts_with('/') {
         return Err(format!("address template '{template}' must start with '/'"));
     }
     Ok(out)
+}
+
+/// Checks a per-channel template: it must format and must tell channels apart (refer to
+/// `{ch}`, `{index}`, `{name}` or the original's `{}`).
+pub fn validate_address_template(template: &str) -> Result<(), String> {
+    let a = AddressVars {
+        base: "/b",
+        stream: "s",
+        name: "A",
+        ch: 1,
+        index: 1,
+    };
+    let b = AddressVars {
+        base: "/b",
+        stream: "s",
+        name: "B",
+        ch: 2,
+        index: 2,
+    };
+    if format_address(template, &a)? == format_address(template, &b)? {
+        return Err(format!(
+            "address template '{template}' gives every channel the same address (use {{ch}}, {{name}} or {{:03d}})"
+        ));
+    }
+    Ok(())
+}
+
+/// The original's per-channel address (`osc.channel_address_format`, e.g. `"/ch{:03d}"` →
+/// `/ch007`) for OE channel `ch`.
+pub fn format_channel_address(template: &str, ch: u32) -> Result<String, String> {
+    validate_address_template(template)?;
+    format_address(
+        template,
+        &AddressVars {
+            base: "",
+            stream: "",
+            name: "",
+            ch,
+            index: ch,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -208,9 +280,28 @@ mod tests {
         assert_eq!(format_channel_address("/c{:3d}", 3).unwrap(), "/c  3");
         assert_eq!(format_channel_address("/{{a}}/{}", 3).unwrap(), "/{a}/3");
         assert!(format_channel_address("/ch", 1).is_err());
-        assert!(format_channel_address("/ch{name}", 1).is_err());
+        assert!(format_channel_address("/ch{nope}", 1).is_err());
         assert!(format_channel_address("/ch{", 1).is_err());
         assert!(format_channel_address("ch{}", 1).is_err());
+    }
+
+    #[test]
+    fn new_templates() {
+        let v = AddressVars {
+            base: "/oe",
+            stream: "Rhythm Data",
+            name: "Fp 1",
+            ch: 7,
+            index: 2,
+        };
+        assert_eq!(
+            format_address("{base}/{stream}/{name}", &v).unwrap(),
+            "/oe/Rhythm_Data/Fp_1"
+        );
+        assert_eq!(format_address("{base}/ch{ch:03}", &v).unwrap(), "/oe/ch007");
+        assert_eq!(format_address("/i{index}", &v).unwrap(), "/i2");
+        assert!(validate_address_template("{base}/{stream}").is_err());
+        assert!(validate_address_template("{base}/{name}").is_ok());
     }
 
     #[test]

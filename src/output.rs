@@ -2,26 +2,35 @@
 //!
 //! This is the sans-IO heart of an encoder shard. It owns all its buffers (allocated in
 //! [`OutputPipeline::new`]); processing a frame writes datagrams into a preallocated arena
-//! and hands them to a [`Transmit`] in batches. Formats (spec §3.8, §4.1):
+//! and hands them to a [`Transmit`] in batches. Formats (spec §3.8, §4.1, README):
 //!
 //! * **sample** (`enable_batching` false): `{base}/sample` + N `f`, one message per output row;
 //! * **batch**: `{base}/batch/<k>` + `i` N + N·k `f`, channel-major; a partial batch (timer
 //!   after `batch_timeout_ms`, a channel-set change, or stop) carries its own k;
-//! * **per-channel** (`send_individual_channels`): one `f` per channel and output row, at the
-//!   address made from `channel_address_format` and the OE channel number.
+//! * **per-channel**: one `f` per channel and output row, at the channel's address;
+//! * **blob** (new outputs only): `{base}/blob` + `i` N + `i` k + one blob of N·k big-endian
+//!   float32, channel-major.
 //!
 //! Downsampling by F (`average`: float32 sequential sum ÷ F, bit-exact with the original's
 //! numpy mean; `decimate`: sample F−1 of each group) carries its group across frames and
-//! restarts at any discontinuity.
+//! restarts at any discontinuity. Outputs configured under `outputs` may add: a channel
+//! selection/order and sparse layout, the row's sample number (two `i`), OSC bundles, TTL
+//! events and spikes, notices, a status message, and splitting of messages larger than the
+//! output's datagram limit into `…/part` messages. With the original's keys only, the bytes
+//! are exactly the original's and an oversized message is refused and counted.
 
-use crate::config::DownsamplingMethod;
-use crate::frame::Frame;
+use crate::config::{BundleMode, DownsamplingMethod};
+use crate::frame::{EventKind, Frame};
 use crate::osc::{self, MAX_UDP_PAYLOAD};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Datagrams handed to [`Transmit::transmit`] at most per call (sendmmsg batch size).
 pub const TRANSMIT_BATCH: usize = 256;
+
+/// Longest OSC address the pipeline builds (bytes).
+pub const MAX_ADDRESS: usize = 240;
 
 /// What the pipeline sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +41,8 @@ pub enum Mode {
     Batch,
     /// One message per channel per output row, address from the channel template.
     PerChannel,
+    /// `{base}/blob` + `i` N + `i` k + blob of N·k big-endian floats, channel-major.
+    Blob,
 }
 
 /// Format of one output.
@@ -41,18 +52,104 @@ pub struct OutputFormat {
     pub mode: Mode,
     /// `osc.base_address` (default `/data`).
     pub base_address: String,
-    /// `osc.channel_address_format` (per-channel mode).
+    /// Per-channel address template (`osc.channel_address_format`, or an output's `address`).
     pub channel_address_format: String,
     /// Downsampling factor F ≥ 1.
     pub factor: usize,
     /// Downsampling method.
     pub method: DownsamplingMethod,
-    /// Rows per batch (batch mode).
+    /// Rows per batch (batch and blob modes).
     pub batch_size: usize,
     /// Partial-batch flush timeout.
     pub batch_timeout: Duration,
     /// Channel cap (buffer sizes).
     pub max_channels: usize,
+    /// Channel selection in output order (`None` = every channel, ascending).
+    pub selection: Option<Vec<u32>>,
+    /// Channel renames for `{name}`.
+    pub names: Vec<(u32, String)>,
+    /// Argument index = channel number (absent channels are NaN).
+    pub sparse: bool,
+    /// Largest datagram this output may send.
+    pub max_datagram: usize,
+    /// Split larger messages into `…/part` messages (new outputs) instead of refusing them
+    /// (the original's formats, whose bytes must not change).
+    pub split: bool,
+    /// Append the row's first input sample index as two `i` (high, low 32 bits).
+    pub sample_number: bool,
+    /// OSC bundles.
+    pub bundle: BundleMode,
+    /// Send TTL events.
+    pub events: bool,
+    /// Send spikes.
+    pub spikes: bool,
+    /// Include spike waveforms.
+    pub spike_waveform: bool,
+    /// Send `{base}/status` once a second.
+    pub status: bool,
+    /// Send `{base}/notice` on layout changes.
+    pub notices: bool,
+}
+
+impl Default for OutputFormat {
+    /// The original's defaults with F = 1 (sample mode, `/data`, exact bytes, no extras).
+    fn default() -> Self {
+        OutputFormat {
+            mode: Mode::Sample,
+            base_address: "/data".into(),
+            channel_address_format: "/ch{:03d}".into(),
+            factor: 1,
+            method: DownsamplingMethod::Average,
+            batch_size: 1,
+            batch_timeout: Duration::from_secs(1),
+            max_channels: 1024,
+            selection: None,
+            names: Vec::new(),
+            sparse: false,
+            max_datagram: MAX_UDP_PAYLOAD,
+            split: false,
+            sample_number: false,
+            bundle: BundleMode::Off,
+            events: false,
+            spikes: false,
+            spike_waveform: false,
+            status: false,
+            notices: false,
+        }
+    }
+}
+
+/// Stream and channel names of the current layout, published by the receiver when the
+/// channel set changes (read by shards only then: never on the per-block path).
+#[derive(Debug, Clone, Default)]
+pub struct LayoutInfo {
+    /// Layout generation these names belong to.
+    pub generation: u32,
+    /// Stream name.
+    pub stream: String,
+    /// OE channel names by channel number (from `channel_name`, when the plugin sends it).
+    pub names: Vec<(u32, String)>,
+}
+
+/// Counters the status message reports (read from the receiver's published counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatusValues {
+    /// Blocks received.
+    pub received: u64,
+    /// Datagrams sent (this output).
+    pub sent: u64,
+    /// Blocks dropped by the queue policy.
+    pub dropped_policy: u64,
+    /// Messages missing upstream (`message_num` gaps).
+    pub upstream_gaps: u64,
+    /// Malformed messages.
+    pub malformed: u64,
+    /// Incomplete blocks dropped.
+    pub incomplete: u64,
+    /// Current channel count.
+    pub channels: u64,
+    /// Current sample rate.
+    pub rate: f32,
 }
 
 /// Where datagrams go, and who hears that a block's output left.
@@ -61,6 +158,10 @@ pub trait Transmit {
     fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]);
     /// The last datagram carrying output of a block that arrived at `arrival` has been sent.
     fn block_sent(&mut self, arrival: Instant, header_timestamp_ms: Option<i64>);
+    /// Counters for the status message.
+    fn status(&self) -> StatusValues {
+        StatusValues::default()
+    }
 }
 
 /// Counters of one pipeline.
@@ -76,8 +177,10 @@ pub struct OutputCounters {
     pub datagrams: u64,
     /// Bytes handed to the transmitter.
     pub bytes: u64,
-    /// Messages refused because they exceed the UDP limit (65 507 B).
+    /// Messages refused because they exceed the datagram limit (and splitting is off).
     pub oversize: u64,
+    /// Messages split into parts.
+    pub split_messages: u64,
     /// Input samples (per channel) discarded from unfinished downsampling groups at a
     /// discontinuity or a channel-set change.
     pub group_samples_discarded: u64,
@@ -87,6 +190,40 @@ pub struct OutputCounters {
     pub forced_flushes: u64,
     /// Full batches sent.
     pub batches: u64,
+    /// TTL events sent.
+    pub ttl_sent: u64,
+    /// Spikes sent.
+    pub spikes_sent: u64,
+    /// Status messages sent.
+    pub status_sent: u64,
+    /// Notices sent.
+    pub notices_sent: u64,
+}
+
+const FIFO_CAP: usize = 4096;
+const NAN_COL: u32 = u32::MAX;
+
+/// Which address a message goes to.
+#[derive(Clone, Copy)]
+enum Addr {
+    Sample,
+    Batch(usize),
+    Blob,
+    Channel(usize),
+    Ttl,
+    Spike,
+    Status,
+    Notice,
+}
+
+/// Seconds from 1900 (NTP) to 1970 (Unix).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+fn ntp_timetag(t: SystemTime) -> u64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() + NTP_UNIX_OFFSET;
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// Downsampling, batching, encoding. See the module doc.
@@ -94,17 +231,26 @@ pub struct OutputPipeline {
     fmt: OutputFormat,
     generation: Option<u32>,
     last_seq: u64,
-    channels: Vec<u32>,
+    cols: Vec<u32>,
     n: usize,
     acc: Vec<f32>,
     pos: usize,
+    group_start: i64,
     row: Vec<f32>,
+    row_start: i64,
+    row_end_j: usize,
     batch: Vec<f32>,
     batch_k: usize,
     batch_started: Option<Instant>,
-    sample_addr: Vec<u8>,
-    batch_addr: Vec<u8>,
-    hdr: Vec<u8>,
+    batch_first_sample: i64,
+    scratch: Vec<f32>,
+    addr_sample: Vec<u8>,
+    addr_batch: Vec<u8>,
+    addr_blob: Vec<u8>,
+    addr_ttl: Vec<u8>,
+    addr_spike: Vec<u8>,
+    addr_status: Vec<u8>,
+    addr_notice: Vec<u8>,
     chan_addrs: Vec<u8>,
     chan_off: Vec<(u32, u32)>,
     arena: Vec<u8>,
@@ -113,48 +259,75 @@ pub struct OutputPipeline {
     arena_rows_end: u64,
     sent_rows: u64,
     fifo: VecDeque<(u64, Instant, Option<i64>)>,
+    part_seq: u32,
+    wall_of_arrival: SystemTime,
+    frame_arrival: Instant,
+    frame_rate: f64,
+    frame_len: usize,
+    frame_sample: i64,
+    next_status: Option<Instant>,
+    layout: Option<Arc<Mutex<LayoutInfo>>>,
+    stream: String,
     /// Counters (plain; the shard thread publishes them).
     pub counters: OutputCounters,
 }
 
-const FIFO_CAP: usize = 4096;
-
 impl OutputPipeline {
     /// Allocates every buffer the pipeline will ever use.
     pub fn new(fmt: OutputFormat) -> Result<Self, String> {
+        Self::with_layout(fmt, None)
+    }
+
+    /// Like [`OutputPipeline::new`], reading stream and channel names from `layout` when the
+    /// channel set changes (for per-channel address templates and notices).
+    pub fn with_layout(
+        fmt: OutputFormat,
+        layout: Option<Arc<Mutex<LayoutInfo>>>,
+    ) -> Result<Self, String> {
         if fmt.factor == 0 || fmt.batch_size == 0 {
             return Err("downsampling factor and batch size must be ≥ 1".into());
         }
+        if fmt.base_address.len() > 200 {
+            return Err("base address longer than 200 bytes".into());
+        }
         if fmt.mode == Mode::PerChannel {
-            osc::format_channel_address(&fmt.channel_address_format, 0)?;
+            osc::validate_address_template(&fmt.channel_address_format)?;
+        }
+        if fmt.max_datagram < 64 || fmt.max_datagram > MAX_UDP_PAYLOAD {
+            return Err(format!("max datagram must be 64..={MAX_UDP_PAYLOAD} bytes"));
         }
         let m = fmt.max_channels;
-        let b = if fmt.mode == Mode::Batch {
-            fmt.batch_size
-        } else {
-            1
+        let b = match fmt.mode {
+            Mode::Batch | Mode::Blob => fmt.batch_size,
+            _ => 1,
         };
-        let sample_addr = format!("{}/sample", fmt.base_address).into_bytes();
-        let batch_addr = format!("{}/batch/", fmt.base_address).into_bytes();
-        let largest = osc::message_len(batch_addr.len() + 20, 1, m * b, 4)
-            .max(osc::message_len(sample_addr.len(), 0, m, 0))
-            .min(MAX_UDP_PAYLOAD);
-        let arena_cap = (1 << 20).max(2 * largest);
+        let base = &fmt.base_address;
+        let largest = osc::message_len(MAX_ADDRESS, 8, m * b, 32).min(MAX_UDP_PAYLOAD) + 64;
+        let arena_cap = (1 << 20).max(4 * largest);
         Ok(OutputPipeline {
             generation: None,
             last_seq: 0,
-            channels: Vec::with_capacity(m),
+            cols: Vec::with_capacity(m),
             n: 0,
             acc: vec![0.0; m],
             pos: 0,
+            group_start: 0,
             row: vec![0.0; m],
+            row_start: 0,
+            row_end_j: 0,
             batch: vec![0.0; m * b],
             batch_k: 0,
             batch_started: None,
-            sample_addr,
-            batch_addr,
-            hdr: Vec::with_capacity(osc::message_len(64, 1, m, 4)),
-            chan_addrs: Vec::with_capacity(m * 32),
+            batch_first_sample: 0,
+            scratch: Vec::with_capacity(m * b + crate::frame::MAX_WAVEFORM_FLOATS),
+            addr_sample: format!("{base}/sample").into_bytes(),
+            addr_batch: format!("{base}/batch/").into_bytes(),
+            addr_blob: format!("{base}/blob").into_bytes(),
+            addr_ttl: format!("{base}/ttl").into_bytes(),
+            addr_spike: format!("{base}/spike").into_bytes(),
+            addr_status: format!("{base}/status").into_bytes(),
+            addr_notice: format!("{base}/notice").into_bytes(),
+            chan_addrs: Vec::with_capacity(m * 64),
             chan_off: Vec::with_capacity(m),
             arena: Vec::with_capacity(arena_cap),
             dgrams: Vec::with_capacity(TRANSMIT_BATCH),
@@ -162,6 +335,15 @@ impl OutputPipeline {
             arena_rows_end: 0,
             sent_rows: 0,
             fifo: VecDeque::with_capacity(FIFO_CAP),
+            part_seq: 0,
+            wall_of_arrival: SystemTime::now(),
+            frame_arrival: Instant::now(),
+            frame_rate: 30000.0,
+            frame_len: 0,
+            frame_sample: 0,
+            next_status: None,
+            layout,
+            stream: String::with_capacity(256),
             counters: OutputCounters::default(),
             fmt,
         })
@@ -172,51 +354,87 @@ impl OutputPipeline {
         &self.fmt
     }
 
-    /// Channels of the current layout.
+    /// Channels of the current layout, in output order (sparse: `u32::MAX` marks a NaN slot).
     pub fn channels(&self) -> &[u32] {
-        &self.channels
+        &self.cols
     }
 
     /// Processes one frame and sends what it produces (partial batches wait for their
     /// timer; see [`OutputPipeline::poll`]).
     pub fn process(&mut self, f: &Frame, now: Instant, tx: &mut dyn Transmit) {
+        self.frame_arrival = f.arrival;
+        self.wall_of_arrival = SystemTime::now()
+            .checked_sub(now.saturating_duration_since(f.arrival))
+            .unwrap_or(UNIX_EPOCH);
+        if !f.events.is_empty() && (self.fmt.events || self.fmt.spikes) {
+            self.send_events(f, tx);
+        }
+        if f.num_samples == 0 {
+            // Events only.
+            self.send_arena(tx);
+            return;
+        }
         let seq_gap = self.last_seq != 0 && f.seq != self.last_seq + 1;
         if seq_gap && f.seq > self.last_seq {
             self.counters.frames_skipped += f.seq - self.last_seq - 1;
         }
         self.last_seq = f.seq;
         if self.generation != Some(f.layout_generation) || f.discontinuity.layout {
-            self.flush_batch(now, tx, false);
+            self.flush_batch(tx, false);
             self.reset_group();
             self.set_layout(f);
+            if self.fmt.notices {
+                self.send_notice(f, tx);
+            }
         } else if f.discontinuity.gap || seq_gap {
             self.reset_group();
         }
         self.counters.frames += 1;
+        self.frame_rate = f.sample_rate;
+        self.frame_len = f.num_samples;
+        self.frame_sample = f.sample_num;
         let n = self.n;
         let factor = self.fmt.factor;
         for j in 0..f.num_samples {
             if factor == 1 {
-                for (i, &ch) in self.channels.iter().enumerate() {
-                    self.row[i] = f.sample(ch, j);
+                for (i, &ch) in self.cols.iter().enumerate() {
+                    self.row[i] = if ch == NAN_COL {
+                        f32::NAN
+                    } else {
+                        f.sample(ch, j)
+                    };
                 }
+                self.row_start = f.sample_num + j as i64;
             } else {
+                if self.pos == 0 {
+                    self.group_start = f.sample_num + j as i64;
+                }
                 match self.fmt.method {
                     DownsamplingMethod::Average => {
                         if self.pos == 0 {
-                            for (i, &ch) in self.channels.iter().enumerate() {
-                                self.acc[i] = f.sample(ch, j);
+                            for (i, &ch) in self.cols.iter().enumerate() {
+                                self.acc[i] = if ch == NAN_COL {
+                                    f32::NAN
+                                } else {
+                                    f.sample(ch, j)
+                                };
                             }
                         } else {
-                            for (i, &ch) in self.channels.iter().enumerate() {
-                                self.acc[i] += f.sample(ch, j);
+                            for (i, &ch) in self.cols.iter().enumerate() {
+                                if ch != NAN_COL {
+                                    self.acc[i] += f.sample(ch, j);
+                                }
                             }
                         }
                     }
                     DownsamplingMethod::Decimate => {
                         if self.pos == factor - 1 {
-                            for (i, &ch) in self.channels.iter().enumerate() {
-                                self.acc[i] = f.sample(ch, j);
+                            for (i, &ch) in self.cols.iter().enumerate() {
+                                self.acc[i] = if ch == NAN_COL {
+                                    f32::NAN
+                                } else {
+                                    f.sample(ch, j)
+                                };
                             }
                         }
                     }
@@ -226,6 +444,7 @@ impl OutputPipeline {
                     continue;
                 }
                 self.pos = 0;
+                self.row_start = self.group_start;
                 match self.fmt.method {
                     DownsamplingMethod::Average => {
                         let d = factor as f32;
@@ -236,6 +455,7 @@ impl OutputPipeline {
                     DownsamplingMethod::Decimate => self.row[..n].copy_from_slice(&self.acc[..n]),
                 }
             }
+            self.row_end_j = j;
             self.emit_row(now, tx);
         }
         // The block is fully out once the row holding its last sample is sent.
@@ -247,26 +467,37 @@ impl OutputPipeline {
             self.fifo
                 .push_back((target, f.arrival, f.header_timestamp_ms));
         }
-        if self.fmt.mode == Mode::Batch && self.batch_due(now) {
+        if matches!(self.fmt.mode, Mode::Batch | Mode::Blob) && self.batch_due(now) {
             self.counters.timer_flushes += 1;
-            self.flush_batch(now, tx, true);
+            self.flush_batch(tx, true);
+        }
+        if self.fmt.status {
+            self.status_due(now, tx);
         }
         self.send_arena(tx);
     }
 
-    /// Timer work: flushes a partial batch whose timeout passed. Returns when to call again.
+    /// Timer work: flushes a partial batch whose timeout passed, sends the status message.
+    /// Returns when to call again.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) -> Option<Instant> {
-        if self.fmt.mode == Mode::Batch && self.batch_due(now) {
+        if matches!(self.fmt.mode, Mode::Batch | Mode::Blob) && self.batch_due(now) {
             self.counters.timer_flushes += 1;
-            self.flush_batch(now, tx, true);
-            self.send_arena(tx);
+            self.flush_batch(tx, true);
         }
-        self.batch_started.map(|t| t + self.fmt.batch_timeout)
+        if self.fmt.status {
+            self.status_due(now, tx);
+        }
+        self.send_arena(tx);
+        let batch = self.batch_started.map(|t| t + self.fmt.batch_timeout);
+        match (batch, self.next_status) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Flushes everything pending (partial batch) at stop.
-    pub fn finish(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        self.flush_batch(now, tx, false);
+    pub fn finish(&mut self, _now: Instant, tx: &mut dyn Transmit) {
+        self.flush_batch(tx, false);
         self.send_arena(tx);
     }
 
@@ -287,6 +518,31 @@ impl OutputPipeline {
                 .is_some_and(|t| now.duration_since(t) >= self.fmt.batch_timeout)
     }
 
+    fn status_due(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        match self.next_status {
+            None => self.next_status = Some(now + Duration::from_secs(1)),
+            Some(t) if now >= t => {
+                self.next_status = Some(now + Duration::from_secs(1));
+                let s = tx.status();
+                let c = |v: u64| (v & 0x7fff_ffff) as i32;
+                let ints = [
+                    c(s.received),
+                    c(s.sent),
+                    c(s.dropped_policy),
+                    c(s.upstream_gaps),
+                    c(s.malformed),
+                    c(s.incomplete),
+                    c(s.channels),
+                ];
+                self.scratch.clear();
+                self.scratch.push(s.rate);
+                self.put_message(tx, Addr::Status, &ints, &[], 1, false, 1);
+                self.counters.status_sent += 1;
+            }
+            Some(_) => {}
+        }
+    }
+
     fn reset_group(&mut self) {
         if self.pos > 0 {
             self.counters.group_samples_discarded += self.pos as u64;
@@ -301,30 +557,69 @@ impl OutputPipeline {
 
     fn set_layout(&mut self, f: &Frame) {
         self.generation = Some(f.layout_generation);
-        self.channels.clear();
-        self.channels.extend_from_slice(&f.channels);
-        self.n = self.channels.len();
-        let n = self.n;
-        // Sample-mode header: address + type tags are fixed for a channel count.
-        self.hdr.clear();
-        if self.fmt.mode == Mode::Sample {
-            let len = osc::osc_str_len(self.sample_addr.len()) + osc::osc_str_len(1 + n);
-            self.hdr.resize(len, 0);
-            let k = osc::put_str(&mut self.hdr, &self.sample_addr);
-            osc::put_tags(&mut self.hdr[k..], b"", n);
+        self.cols.clear();
+        if self.fmt.sparse {
+            let present = |c: u32| f.channels.binary_search(&c).is_ok();
+            let highest = match &self.fmt.selection {
+                Some(sel) => sel.iter().copied().max(),
+                None => f.channels.last().copied(),
+            };
+            if let Some(h) = highest {
+                for c in 0..=h.min(self.fmt.max_channels as u32 - 1) {
+                    let selected = self.fmt.selection.as_ref().is_none_or(|s| s.contains(&c));
+                    self.cols
+                        .push(if selected && present(c) { c } else { NAN_COL });
+                }
+            }
+        } else {
+            match &self.fmt.selection {
+                Some(sel) => {
+                    for &c in sel {
+                        if f.channels.binary_search(&c).is_ok() {
+                            self.cols.push(c);
+                        }
+                    }
+                }
+                None => self.cols.extend_from_slice(&f.channels),
+            }
+        }
+        self.n = self.cols.len();
+        self.stream.clear();
+        let mut names: Vec<(u32, String)> = Vec::new();
+        if let Some(l) = &self.layout {
+            if let Ok(info) = l.lock() {
+                self.stream.push_str(&info.stream);
+                if self.fmt.mode == Mode::PerChannel {
+                    names = info.names.clone();
+                }
+            }
         }
         if self.fmt.mode == Mode::PerChannel {
             self.chan_addrs.clear();
             self.chan_off.clear();
-            for &ch in &self.channels {
-                // Validated at construction; cannot fail here.
-                let a = osc::format_channel_address(&self.fmt.channel_address_format, ch)
-                    .unwrap_or_default();
+            for (index, &ch) in self.cols.iter().enumerate() {
+                let renamed = self
+                    .fmt
+                    .names
+                    .iter()
+                    .find(|(c, _)| *c == ch)
+                    .map(|x| x.1.as_str());
+                let oe = names.iter().find(|(c, _)| *c == ch).map(|x| x.1.as_str());
+                let fallback = format!("CH{}", ch as u64 + 1);
+                let vars = osc::AddressVars {
+                    base: &self.fmt.base_address,
+                    stream: &self.stream,
+                    name: renamed.or(oe).unwrap_or(&fallback),
+                    ch,
+                    index: index as u32,
+                };
+                // Validated at construction; a failure here can only be an odd name.
+                let mut a = osc::format_address(&self.fmt.channel_address_format, &vars)
+                    .unwrap_or_else(|_| format!("/ch{ch}"));
+                a.truncate(MAX_ADDRESS);
                 let off = self.chan_addrs.len();
-                let len = osc::osc_str_len(a.len());
-                self.chan_addrs.resize(off + len, 0);
-                osc::put_str(&mut self.chan_addrs[off..], a.as_bytes());
-                self.chan_off.push((off as u32, len as u32));
+                self.chan_addrs.extend_from_slice(a.as_bytes());
+                self.chan_off.push((off as u32, a.len() as u32));
             }
         }
     }
@@ -333,50 +628,72 @@ impl OutputPipeline {
         self.counters.rows += 1;
         self.rows_total += 1;
         let n = self.n;
+        let tag = self.row_timetag();
         match self.fmt.mode {
             Mode::Sample => {
-                let len = self.hdr.len() + 4 * n;
-                if let Some(s) = self.reserve(len, tx) {
-                    let buf = &mut self.arena[s..s + len];
-                    let h = self.hdr.len();
-                    buf[..h].copy_from_slice(&self.hdr);
-                    osc::put_floats(&mut buf[h..], &self.row[..n]);
-                }
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&self.row[..n]);
+                let (ints, ni) = self.sample_number_ints(self.row_start, &[]);
+                self.put_message(tx, Addr::Sample, &ints[..ni], &[], n, false, tag);
                 self.arena_rows_end = self.rows_total;
             }
             Mode::PerChannel => {
+                let (ints, ni) = self.sample_number_ints(self.row_start, &[]);
                 for i in 0..n {
-                    let (off, alen) = self.chan_off[i];
-                    let len = alen as usize + 8;
-                    let v = self.row[i];
-                    let Some(s) = self.reserve(len, tx) else {
-                        continue;
-                    };
-                    let buf = &mut self.arena[s..s + len];
-                    let a = alen as usize;
-                    buf[..a].copy_from_slice(&self.chan_addrs[off as usize..off as usize + a]);
-                    buf[a..a + 4].copy_from_slice(b",f\0\0");
-                    buf[a + 4..a + 8].copy_from_slice(&v.to_bits().to_be_bytes());
+                    self.scratch.clear();
+                    self.scratch.push(self.row[i]);
+                    self.put_message(tx, Addr::Channel(i), &ints[..ni], &[], 1, false, tag);
                 }
                 self.arena_rows_end = self.rows_total;
             }
-            Mode::Batch => {
+            Mode::Batch | Mode::Blob => {
                 let k = self.batch_k;
                 self.batch[k * n..(k + 1) * n].copy_from_slice(&self.row[..n]);
                 if k == 0 {
                     self.batch_started = Some(now);
+                    self.batch_first_sample = self.row_start;
                 }
                 self.batch_k += 1;
                 if self.batch_k == self.fmt.batch_size {
                     self.counters.batches += 1;
-                    self.flush_batch(now, tx, false);
+                    self.flush_batch(tx, false);
                 }
             }
         }
     }
 
-    /// Encodes the rows held in the batch buffer as one `/batch/<k>` message.
-    fn flush_batch(&mut self, _now: Instant, tx: &mut dyn Transmit, timer: bool) {
+    /// NTP time tag of the current row (bundles): 1 = immediately, or the sample clock.
+    fn row_timetag(&self) -> u64 {
+        match self.fmt.bundle {
+            BundleMode::SampleClock => {
+                // The row's last input sample arrived with the block's end.
+                let behind = (self.frame_len.saturating_sub(1 + self.row_end_j)) as f64
+                    / self.frame_rate.max(1.0);
+                ntp_timetag(
+                    self.wall_of_arrival
+                        .checked_sub(Duration::from_secs_f64(behind))
+                        .unwrap_or(self.wall_of_arrival),
+                )
+            }
+            _ => 1,
+        }
+    }
+
+    /// `prefix` ints followed, if enabled, by the sample number as (high, low).
+    fn sample_number_ints(&self, sample: i64, prefix: &[i32]) -> ([i32; 8], usize) {
+        let mut ints = [0i32; 8];
+        ints[..prefix.len()].copy_from_slice(prefix);
+        let mut n = prefix.len();
+        if self.fmt.sample_number {
+            ints[n] = (sample >> 32) as i32;
+            ints[n + 1] = sample as i32;
+            n += 2;
+        }
+        (ints, n)
+    }
+
+    /// Encodes the rows held in the batch buffer as one batch or blob message.
+    fn flush_batch(&mut self, tx: &mut dyn Transmit, timer: bool) {
         let k = self.batch_k;
         if k == 0 {
             return;
@@ -387,36 +704,271 @@ impl OutputPipeline {
         self.batch_k = 0;
         self.batch_started = None;
         let n = self.n;
-        let mut digits = [0u8; 20];
-        let kd = osc::itoa(k as u64, &mut digits);
-        let addr_len = self.batch_addr.len() + kd.len();
-        let len = osc::message_len(addr_len, 1, n * k, 4);
-        let mut addr = [0u8; 128];
-        let a = self.batch_addr.len().min(addr.len() - 20);
-        addr[..a].copy_from_slice(&self.batch_addr[..a]);
-        addr[a..a + kd.len()].copy_from_slice(kd);
-        let alen = a + kd.len();
-        if let Some(s) = self.reserve(len, tx) {
-            let buf = &mut self.arena[s..s + len];
-            let mut p = osc::put_str(buf, &addr[..alen]);
-            p += osc::put_tags(&mut buf[p..], b"i", n * k);
-            buf[p..p + 4].copy_from_slice(&(n as i32).to_be_bytes());
-            p += 4;
-            // Channel-major: ch0 s1…sk, ch1 s1…sk, …
-            for i in 0..n {
-                for r in 0..k {
-                    let v = self.batch[r * n + i];
-                    buf[p..p + 4].copy_from_slice(&v.to_bits().to_be_bytes());
-                    p += 4;
-                }
+        // Channel-major: ch0 s1…sk, ch1 s1…sk, …
+        self.scratch.clear();
+        for i in 0..n {
+            for r in 0..k {
+                self.scratch.push(self.batch[r * n + i]);
             }
-            debug_assert_eq!(p, len);
+        }
+        let tag = self.row_timetag();
+        if self.fmt.mode == Mode::Blob {
+            let (ints, ni) =
+                self.sample_number_ints(self.batch_first_sample, &[n as i32, k as i32]);
+            self.put_message(tx, Addr::Blob, &ints[..ni], &[], n * k, true, tag);
+        } else {
+            let (ints, ni) = self.sample_number_ints(self.batch_first_sample, &[n as i32]);
+            self.put_message(tx, Addr::Batch(k), &ints[..ni], &[], n * k, false, tag);
         }
         self.arena_rows_end = self.rows_total;
     }
 
+    fn send_events(&mut self, f: &Frame, tx: &mut dyn Transmit) {
+        for e in &f.events {
+            match e.kind {
+                EventKind::Ttl if self.fmt.events => {
+                    let ints = [
+                        e.line as i32,
+                        e.state as i32,
+                        (e.sample_num >> 32) as i32,
+                        e.sample_num as i32,
+                        (e.word >> 32) as i32,
+                        e.word as i32,
+                    ];
+                    self.scratch.clear();
+                    self.put_message(tx, Addr::Ttl, &ints, &[], 0, false, 1);
+                    self.counters.ttl_sent += 1;
+                }
+                EventKind::Spike if self.fmt.spikes => {
+                    let name_end = (e.name_off + e.name_len) as usize;
+                    let name = f
+                        .event_text
+                        .get(e.name_off as usize..name_end)
+                        .unwrap_or(b"");
+                    self.scratch.clear();
+                    if self.fmt.spike_waveform {
+                        let w_end = (e.wave_off + e.wave_len) as usize;
+                        if let Some(w) = f.waveforms.get(e.wave_off as usize..w_end) {
+                            self.scratch.extend_from_slice(w);
+                        }
+                    }
+                    let ints = [
+                        e.sorted_id,
+                        (e.sample_num >> 32) as i32,
+                        e.sample_num as i32,
+                    ];
+                    let nf = self.scratch.len();
+                    self.put_message(tx, Addr::Spike, &ints, name, nf, false, 1);
+                    self.counters.spikes_sent += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send_notice(&mut self, f: &Frame, tx: &mut dyn Transmit) {
+        // {base}/notice ,s i f: stream name, channel count, sample rate.
+        let ints = [self.n as i32];
+        self.scratch.clear();
+        self.scratch.push(f.sample_rate as f32);
+        let stream = std::mem::take(&mut self.stream);
+        self.put_message(tx, Addr::Notice, &ints, stream.as_bytes(), 1, false, 1);
+        self.stream = stream;
+        self.counters.notices_sent += 1;
+    }
+
+    /// Copies the address of `a` into `buf`; returns its length.
+    fn address(&self, a: Addr, buf: &mut [u8; 256], suffix: &[u8]) -> usize {
+        let mut digits = [0u8; 20];
+        let (p1, p2): (&[u8], &[u8]) = match a {
+            Addr::Sample => (&self.addr_sample, b""),
+            Addr::Batch(k) => (&self.addr_batch, osc::itoa(k as u64, &mut digits)),
+            Addr::Blob => (&self.addr_blob, b""),
+            Addr::Channel(i) => {
+                let (o, l) = self.chan_off[i];
+                (&self.chan_addrs[o as usize..(o + l) as usize], b"")
+            }
+            Addr::Ttl => (&self.addr_ttl, b""),
+            Addr::Spike => (&self.addr_spike, b""),
+            Addr::Status => (&self.addr_status, b""),
+            Addr::Notice => (&self.addr_notice, b""),
+        };
+        let mut len = 0;
+        for part in [p1, p2, suffix] {
+            let take = part.len().min(buf.len() - len);
+            buf[len..len + take].copy_from_slice(&part[..take]);
+            len += take;
+        }
+        len
+    }
+
+    /// Writes one OSC message — address `a`, int args `ints`, an optional string arg `text`
+    /// (after the ints), then `nf` floats from `self.scratch` (as `f` args or one blob) —
+    /// wrapped in a bundle if configured, split into `…/part` messages if it exceeds the
+    /// datagram limit and splitting is on, else refused and counted.
+    #[allow(clippy::too_many_arguments)]
+    fn put_message(
+        &mut self,
+        tx: &mut dyn Transmit,
+        a: Addr,
+        ints: &[i32],
+        text: &[u8],
+        nf: usize,
+        blob: bool,
+        timetag: u64,
+    ) {
+        let bundled = self.fmt.bundle != BundleMode::Off;
+        let bundle_overhead = if bundled { 20 } else { 0 };
+        let mut abuf = [0u8; 256];
+        let alen = self.address(a, &mut abuf, b"");
+        let has_text = !text.is_empty() || matches!(a, Addr::Spike | Addr::Notice);
+        let size = |alen: usize, ni: usize, nf: usize| {
+            let ntags = ni + usize::from(has_text) + if blob { 1 } else { nf };
+            osc::osc_str_len(alen)
+                + osc::osc_str_len(1 + ntags)
+                + 4 * ni
+                + if has_text {
+                    osc::osc_str_len(text.len())
+                } else {
+                    0
+                }
+                + if blob { 4 + osc::pad4(4 * nf) } else { 4 * nf }
+                + bundle_overhead
+        };
+        let whole = size(alen, ints.len(), nf);
+        let limit = self.fmt.max_datagram;
+        if whole <= limit {
+            self.write_message(
+                tx,
+                &abuf[..alen],
+                ints,
+                text,
+                has_text,
+                0,
+                nf,
+                blob,
+                timetag,
+                whole,
+            );
+            return;
+        }
+        if !self.fmt.split {
+            self.counters.oversize += 1;
+            return;
+        }
+        // Split: `{address}/part` with ints (seq, part, parts, offset) + the original ints,
+        // then a slice of the floats. A receiver reassembles by seq, placing each slice at
+        // its offset.
+        let plen = self.address(a, &mut abuf, b"/part");
+        let mut pints = [0i32; 12];
+        let pni = 4 + ints.len();
+        pints[4..pni].copy_from_slice(ints);
+        let fixed = size(plen, pni, 0);
+        if fixed + 8 > limit {
+            self.counters.oversize += 1;
+            return;
+        }
+        let mut chunk = (limit - fixed) / if blob { 4 } else { 5 };
+        while chunk > 1 && size(plen, pni, chunk) > limit {
+            chunk -= 1;
+        }
+        let parts = nf.div_ceil(chunk.max(1));
+        self.part_seq = self.part_seq.wrapping_add(1) & 0x7fff_ffff;
+        self.counters.split_messages += 1;
+        for p in 0..parts {
+            let off = p * chunk;
+            let len = chunk.min(nf - off);
+            pints[0] = self.part_seq as i32;
+            pints[1] = p as i32;
+            pints[2] = parts as i32;
+            pints[3] = off as i32;
+            let total = size(plen, pni, len);
+            self.write_message(
+                tx,
+                &abuf[..plen],
+                &pints[..pni],
+                text,
+                has_text,
+                off,
+                len,
+                blob,
+                timetag,
+                total,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_message(
+        &mut self,
+        tx: &mut dyn Transmit,
+        addr: &[u8],
+        ints: &[i32],
+        text: &[u8],
+        has_text: bool,
+        f_off: usize,
+        nf: usize,
+        blob: bool,
+        timetag: u64,
+        total: usize,
+    ) {
+        let Some(s) = self.reserve(total, tx) else {
+            return;
+        };
+        let buf = &mut self.arena[s..s + total];
+        let mut p = 0;
+        if self.fmt.bundle != BundleMode::Off {
+            buf[..8].copy_from_slice(b"#bundle\0");
+            buf[8..16].copy_from_slice(&timetag.to_be_bytes());
+            buf[16..20].copy_from_slice(&((total - 20) as u32).to_be_bytes());
+            p = 20;
+        }
+        p += osc::put_str(&mut buf[p..], addr);
+        // Type tags: , i… [s] (f… | b)
+        let ntags = ints.len() + usize::from(has_text) + if blob { 1 } else { nf };
+        let tl = osc::osc_str_len(1 + ntags);
+        buf[p] = b',';
+        let mut t = p + 1;
+        for _ in ints {
+            buf[t] = b'i';
+            t += 1;
+        }
+        if has_text {
+            buf[t] = b's';
+            t += 1;
+        }
+        if blob {
+            buf[t] = b'b';
+            t += 1;
+        } else {
+            buf[t..t + nf].fill(b'f');
+            t += nf;
+        }
+        buf[t..p + tl].fill(0);
+        p += tl;
+        for v in ints {
+            buf[p..p + 4].copy_from_slice(&v.to_be_bytes());
+            p += 4;
+        }
+        if has_text {
+            p += osc::put_str(&mut buf[p..], text);
+        }
+        let vals = &self.scratch[f_off..f_off + nf];
+        if blob {
+            buf[p..p + 4].copy_from_slice(&((4 * nf) as u32).to_be_bytes());
+            p += 4;
+            p += osc::put_floats(&mut buf[p..], vals);
+            let padded = osc::pad4(4 * nf) - 4 * nf;
+            buf[p..p + padded].fill(0);
+            p += padded;
+        } else {
+            p += osc::put_floats(&mut buf[p..], vals);
+        }
+        debug_assert_eq!(p, total);
+    }
+
     /// Room for one datagram of `len` bytes at the end of the arena (flushing first when
-    /// full). `None` (counted) when the message exceeds the UDP limit.
+    /// full). `None` (counted) when it exceeds the UDP limit.
     fn reserve(&mut self, len: usize, tx: &mut dyn Transmit) -> Option<usize> {
         if len > MAX_UDP_PAYLOAD {
             self.counters.oversize += 1;
@@ -486,18 +1038,17 @@ mod tests {
     fn fmt(mode: Mode, factor: usize, method: DownsamplingMethod, batch: usize) -> OutputFormat {
         OutputFormat {
             mode,
-            base_address: "/data".into(),
-            channel_address_format: "/ch{:03d}".into(),
             factor,
             method,
             batch_size: batch,
             batch_timeout: Duration::from_secs(1),
             max_channels: 8,
+            ..Default::default()
         }
     }
 
     /// Frame with values `c·1000 + j` for channels 0..n, samples `start..start+len`.
-    fn frame(seq: u64, n: u32, start: usize, len: usize) -> Box<Frame> {
+    fn frame(seq: u64, n: u32, start: usize, len: usize) -> Frame {
         let mut f = Frame::new(8, 16);
         f.seq = seq;
         f.sample_num = start as i64;

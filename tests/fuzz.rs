@@ -9,6 +9,7 @@
 
 use proptest::prelude::*;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zmq2osc::assembler::{Assembler, AssemblerConfig, FrameIo};
 use zmq2osc::frame::Frame;
@@ -77,20 +78,19 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[allow(clippy::vec_box)] // frames move as boxes, as in the engine
 struct Io {
-    free: Vec<Box<Frame>>,
-    emitted: Vec<Box<Frame>>,
+    free: Vec<Arc<Frame>>,
+    emitted: Vec<Arc<Frame>>,
 }
 
 impl FrameIo for Io {
-    fn take(&mut self) -> Option<Box<Frame>> {
+    fn take(&mut self) -> Option<Arc<Frame>> {
         self.free.pop()
     }
-    fn give(&mut self, frame: Box<Frame>) {
+    fn give(&mut self, frame: Arc<Frame>) {
         self.free.push(frame)
     }
-    fn emit(&mut self, frame: Box<Frame>) {
+    fn emit(&mut self, frame: Arc<Frame>) {
         self.emitted.push(frame)
     }
 }
@@ -158,7 +158,7 @@ proptest! {
             auto_reinit: true,
         };
         let mut asm = Assembler::new(cfg);
-        let mut io = Io { free: (0..POOL).map(|_| Frame::new(MAX_CH, MAX_NS)).collect(), emitted: Vec::new() };
+        let mut io = Io { free: (0..POOL).map(|_| Arc::new(Frame::new(MAX_CH, MAX_NS))).collect(), emitted: Vec::new() };
         let streams = ["example_data", "other"];
         let rates = [30000.0, 40000.0, f64::NAN];
         let keys = [0i64, 8, 16, 24, 4];

@@ -47,6 +47,10 @@ pub struct SenderOptions {
     pub use_gso: bool,
     /// How long one `send_batch` call keeps retrying `EAGAIN` before it drops datagrams.
     pub would_block_retry: Duration,
+    /// Allow sending to a broadcast address (`SO_BROADCAST`).
+    pub broadcast: bool,
+    /// TTL for a multicast destination (`IP_MULTICAST_TTL` / `IPV6_MULTICAST_HOPS`).
+    pub multicast_ttl: u32,
 }
 
 impl Default for SenderOptions {
@@ -56,6 +60,8 @@ impl Default for SenderOptions {
             force_portable: false,
             use_gso: true,
             would_block_retry: Duration::from_millis(2),
+            broadcast: false,
+            multicast_ttl: 1,
         }
     }
 }
@@ -293,6 +299,15 @@ impl UdpSender {
         socket.bind(&SockAddr::from(local))?;
         socket.set_send_buffer_size(opts.send_buffer_bytes)?;
         let effective_sndbuf = socket.send_buffer_size()?;
+        if opts.broadcast {
+            socket.set_broadcast(true)?;
+        }
+        if dest.ip().is_multicast() {
+            match dest {
+                SocketAddr::V4(_) => socket.set_multicast_ttl_v4(opts.multicast_ttl)?,
+                SocketAddr::V6(_) => socket.set_multicast_hops_v6(opts.multicast_ttl)?,
+            }
+        }
         socket.connect(&SockAddr::from(dest))?;
         socket.set_nonblocking(true)?;
         let backend = Self::pick_backend(&socket, opts);

@@ -1,0 +1,333 @@
+//! Live statistics for the dashboard and the headless JSON lines.
+//!
+//! Everything here reads what the threads already publish: the [`CounterBlock`]s of
+//! [`Shared`] (relaxed atomic loads, one writer each) and [`Shared::last_message_ms`]. Nothing
+//! is added to the hot path. Latency percentiles are not live: each hot thread owns its
+//! histograms and they are merged only when the threads are joined, so live views say
+//! "at exit" instead of inventing a number.
+//!
+//! Process CPU and RSS come from `/proc/self/stat` and `/proc/self/status` on Linux (`None`
+//! elsewhere).
+//!
+//! [`CounterBlock`]: crate::metrics::CounterBlock
+
+use crate::engine::{Shared, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
+use serde_json::{Map, Number, Value};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// One reading of every published counter.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When it was taken.
+    pub at: Instant,
+    /// Seconds since the bridge started.
+    pub t: f64,
+    /// Receiver counters, in [`RX_COUNTERS`] order.
+    pub rx: Vec<u64>,
+    /// Shard counters summed over the shards, in [`TX_COUNTERS`] order.
+    pub tx: Vec<u64>,
+    /// Heartbeat counters, in [`HB_COUNTERS`] order.
+    pub hb: Vec<u64>,
+    /// Age of the last received ZMQ message in seconds (`None` = nothing received yet).
+    pub last_message_age: Option<f64>,
+    /// Process CPU time and RSS (`None` where `/proc` is not available).
+    pub process: Option<ProcSample>,
+}
+
+/// Process CPU time and resident memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcSample {
+    /// User + system CPU time of the whole process, seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+}
+
+fn pos(names: &[&str], n: &str) -> usize {
+    names
+        .iter()
+        .position(|k| *k == n)
+        .unwrap_or_else(|| panic!("unknown counter {n}"))
+}
+
+impl Sample {
+    /// Reads every counter now. `started` is the bridge's start time.
+    pub fn take(shared: &Shared, started: Instant) -> Sample {
+        let at = Instant::now();
+        let rx = (0..RX_COUNTERS.len()).map(|i| shared.rx.get(i)).collect();
+        let mut tx = vec![0u64; TX_COUNTERS.len()];
+        for block in &shared.tx {
+            for (i, v) in tx.iter_mut().enumerate() {
+                *v += block.get(i);
+            }
+        }
+        let hb = (0..HB_COUNTERS.len()).map(|i| shared.hb.get(i)).collect();
+        let last = shared
+            .last_message_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let last_message_age = (last != 0).then(|| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            now.saturating_sub(last) as f64 / 1000.0
+        });
+        Sample {
+            at,
+            t: at.saturating_duration_since(started).as_secs_f64(),
+            rx,
+            tx,
+            hb,
+            last_message_age,
+            process: read_process(),
+        }
+    }
+    /// A receiver counter by name (panics on an unknown name: the names are constants).
+    pub fn rx(&self, n: &str) -> u64 {
+        self.rx[pos(RX_COUNTERS, n)]
+    }
+    /// A shard counter by name (summed over shards).
+    pub fn tx(&self, n: &str) -> u64 {
+        self.tx[pos(TX_COUNTERS, n)]
+    }
+    /// A heartbeat counter by name.
+    pub fn hb(&self, n: &str) -> u64 {
+        self.hb[pos(HB_COUNTERS, n)]
+    }
+    /// Heartbeat state name.
+    pub fn hb_state(&self) -> &'static str {
+        HB_STATES
+            .get(self.hb("state") as usize)
+            .copied()
+            .unwrap_or("?")
+    }
+    /// Sample rate in Hz as published by the receiver (0 = not known yet).
+    pub fn sample_rate_hz(&self) -> f64 {
+        self.rx("sample_rate_mhz") as f64 / 1000.0
+    }
+    /// Blocks lost to the receiver or the queue policy, by cause.
+    pub fn drops(&self) -> Drops {
+        Drops {
+            incomplete: self.rx("blocks_incomplete"),
+            incomplete_upstream: self.rx("blocks_incomplete_upstream"),
+            upstream_missing_msgs: self.rx("upstream_missing_msgs"),
+            dropped_oldest: self.tx("dropped_oldest"),
+            dropped_newest: self.rx("dropped_newest"),
+            send_failed: self.tx("send_dropped"),
+            malformed: self.rx("malformed"),
+            oversize: self.tx("oversize"),
+        }
+    }
+}
+
+/// Losses by cause (see the README's ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Blocks dropped incomplete (a channel never arrived).
+    pub incomplete: u64,
+    /// Blocks dropped incomplete because messages were lost upstream (`message_num` gaps).
+    pub incomplete_upstream: u64,
+    /// Messages missing upstream by `message_num`.
+    pub upstream_missing_msgs: u64,
+    /// Blocks the encoder discarded (`drop_oldest`).
+    pub dropped_oldest: u64,
+    /// Blocks the receiver discarded (`drop_newest`, or a stalled encoder).
+    pub dropped_newest: u64,
+    /// Datagrams that failed to send (refused, would block, too big, other).
+    pub send_failed: u64,
+    /// Malformed ZMQ messages.
+    pub malformed: u64,
+    /// Datagrams refused as larger than the UDP limit.
+    pub oversize: u64,
+}
+
+/// Rates between two samples, per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    /// Seconds between the samples.
+    pub dt: f64,
+    /// ZMQ messages per second.
+    pub zmq_msgs: f64,
+    /// Complete blocks sent on per second.
+    pub blocks: f64,
+    /// Datagrams sent per second.
+    pub datagrams: f64,
+    /// OSC payload megabytes (10^6 B) per second.
+    pub mbytes: f64,
+    /// Process CPU in percent of one core (`None` without `/proc`).
+    pub cpu_percent: Option<f64>,
+}
+
+impl Rates {
+    /// Rates from `prev` to `cur` (zero when no time passed).
+    pub fn between(prev: &Sample, cur: &Sample) -> Rates {
+        let dt = cur.at.saturating_duration_since(prev.at).as_secs_f64();
+        if dt <= 0.0 {
+            return Rates::default();
+        }
+        let r = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+        Rates {
+            dt,
+            zmq_msgs: r(cur.rx("messages"), prev.rx("messages")),
+            blocks: r(cur.rx("blocks_emitted"), prev.rx("blocks_emitted")),
+            datagrams: r(cur.tx("sent"), prev.tx("sent")),
+            mbytes: r(cur.tx("bytes"), prev.tx("bytes")) / 1e6,
+            cpu_percent: match (prev.process, cur.process) {
+                (Some(a), Some(b)) => Some((b.cpu_seconds - a.cpu_seconds).max(0.0) / dt * 100.0),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Clock ticks per second for `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| crate::dashboard::sys::clock_ticks_per_second() as f64)
+}
+
+/// Parses `utime + stime` (seconds) out of a `/proc/<pid>/stat` line.
+pub fn parse_proc_stat_cpu(stat: &str, ticks_per_second: f64) -> Option<f64> {
+    // The command name (field 2) may contain spaces and parentheses: fields resume after the
+    // last ')'. utime and stime are fields 14 and 15, i.e. the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: f64 = f.next()?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) / ticks_per_second)
+}
+
+/// Parses `VmRSS` (bytes) out of `/proc/<pid>/status`.
+pub fn parse_proc_status_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// This process's CPU time and RSS (`None` where `/proc` is missing).
+pub fn read_process() -> Option<ProcSample> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    Some(ProcSample {
+        cpu_seconds: parse_proc_stat_cpu(&stat, clock_ticks())?,
+        rss_bytes: parse_proc_status_rss(&status)?,
+    })
+}
+
+fn num(v: f64) -> Value {
+    // Rounded to keep lines short; NaN/inf (cannot happen) become null.
+    Number::from_f64((v * 1000.0).round() / 1000.0).map_or(Value::Null, Value::Number)
+}
+
+fn counters(names: &[&str], vals: &[u64]) -> Value {
+    let mut m = Map::new();
+    for (n, v) in names.iter().zip(vals) {
+        m.insert((*n).to_string(), Value::from(*v));
+    }
+    Value::Object(m)
+}
+
+/// One headless JSON object (a single line, no trailing newline): `t` (s since start),
+/// `interval_s`, every `rx`/`tx`/`hb` counter by name, `hb_state`, `rates` (per second over
+/// the interval), `queue` (`queued` / ring `capacity`), `last_message_age_s` (null before
+/// the first message), `process` (`cpu_percent`, `rss_bytes`; null without `/proc`) and
+/// `latency` (always `"at exit"`: the histograms are not published live), and `final`
+/// (true on the object written after the threads stopped, holding the final counters).
+pub fn json_line(cur: &Sample, prev: &Sample, ring_capacity: usize, last: bool) -> String {
+    let r = Rates::between(prev, cur);
+    let mut o = Map::new();
+    o.insert("t".into(), num(cur.t));
+    o.insert("final".into(), Value::from(last));
+    o.insert("interval_s".into(), num(r.dt));
+    o.insert("hb_state".into(), Value::from(cur.hb_state()));
+    let mut rates = Map::new();
+    rates.insert("zmq_msgs_per_s".into(), num(r.zmq_msgs));
+    rates.insert("blocks_per_s".into(), num(r.blocks));
+    rates.insert("datagrams_per_s".into(), num(r.datagrams));
+    rates.insert("mb_per_s".into(), num(r.mbytes));
+    o.insert("rates".into(), Value::Object(rates));
+    let mut q = Map::new();
+    q.insert("queued".into(), Value::from(cur.tx("queued")));
+    q.insert("capacity".into(), Value::from(ring_capacity as u64));
+    o.insert("queue".into(), Value::Object(q));
+    o.insert(
+        "last_message_age_s".into(),
+        cur.last_message_age.map_or(Value::Null, num),
+    );
+    let process = match (cur.process, r.cpu_percent) {
+        (Some(p), cpu) => {
+            let mut m = Map::new();
+            m.insert("cpu_percent".into(), cpu.map_or(Value::Null, num));
+            m.insert("rss_bytes".into(), Value::from(p.rss_bytes));
+            Value::Object(m)
+        }
+        (None, _) => Value::Null,
+    };
+    o.insert("process".into(), process);
+    o.insert("latency".into(), Value::from("at exit"));
+    o.insert("rx".into(), counters(RX_COUNTERS, &cur.rx));
+    o.insert("tx".into(), counters(TX_COUNTERS, &cur.tx));
+    o.insert("hb".into(), counters(HB_COUNTERS, &cur.hb));
+    Value::Object(o).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_parsing() {
+        let stat = "1234 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0 100 200 300";
+        assert_eq!(parse_proc_stat_cpu(stat, 100.0), Some(3.0));
+        assert_eq!(parse_proc_stat_cpu("garbage", 100.0), None);
+        let status = "Name:\tx\nVmPeak:\t  10 kB\nVmRSS:\t    2048 kB\nThreads: 4\n";
+        assert_eq!(parse_proc_status_rss(status), Some(2 << 20));
+        assert_eq!(parse_proc_status_rss("Name: x\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_this_process() {
+        let p = read_process().expect("/proc/self");
+        assert!(p.rss_bytes > 0);
+        assert!(p.cpu_seconds >= 0.0);
+    }
+
+    #[test]
+    fn rates_and_json() {
+        let t0 = Instant::now();
+        let mk = |at: Instant, msgs: u64, sent: u64| {
+            let mut rx = vec![0; RX_COUNTERS.len()];
+            rx[pos(RX_COUNTERS, "messages")] = msgs;
+            let mut tx = vec![0; TX_COUNTERS.len()];
+            tx[pos(TX_COUNTERS, "sent")] = sent;
+            tx[pos(TX_COUNTERS, "bytes")] = sent * 1000;
+            Sample {
+                at,
+                t: at.duration_since(t0).as_secs_f64(),
+                rx,
+                tx,
+                hb: vec![0; HB_COUNTERS.len()],
+                last_message_age: None,
+                process: None,
+            }
+        };
+        let a = mk(t0, 0, 0);
+        let b = mk(t0 + std::time::Duration::from_secs(2), 2000, 500);
+        let r = Rates::between(&a, &b);
+        assert_eq!((r.zmq_msgs, r.datagrams, r.mbytes), (1000.0, 250.0, 0.25));
+        let v: Value = serde_json::from_str(&json_line(&b, &a, 7, false)).unwrap();
+        assert_eq!(v["t"], 2.0);
+        assert_eq!(v["rx"]["messages"], 2000);
+        assert_eq!(v["tx"]["sent"], 500);
+        assert_eq!(v["queue"]["capacity"], 7);
+        assert_eq!(v["rates"]["zmq_msgs_per_s"], 1000.0);
+        assert_eq!(v["hb_state"], "connecting");
+        assert!(v["last_message_age_s"].is_null());
+        assert_eq!(v["rx"].as_object().unwrap().len(), RX_COUNTERS.len());
+        assert_eq!(v["tx"].as_object().unwrap().len(), TX_COUNTERS.len());
+        assert_eq!(v["hb"].as_object().unwrap().len(), HB_COUNTERS.len());
+    }
+}

@@ -1,0 +1,184 @@
+//! Headless mode as a script would use it: `--stats-json PATH` gets one JSON object per
+//! `--stats-interval`, every counter by name, growing; without it, the JSON lines go to stdout
+//! (stdout is a pipe here, so the dashboard stays off) before the final report.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("z2o-headless-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A free TCP port whose +1 is free too, and a free UDP port (as in tests/cli.rs).
+fn ports() -> (u16, u16) {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            return (p, u.local_addr().unwrap().port());
+        }
+    }
+    panic!("no ports");
+}
+
+fn run(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let (zp, op) = ports();
+    // A receiver on the OSC port so sends are not refused (it is never read; the kernel
+    // buffer absorbs 1.5 s at 1 000 datagrams/s).
+    let _rx = std::net::UdpSocket::bind(("127.0.0.1", op)).ok();
+    bin()
+        .args([
+            "--simulate",
+            "8",
+            "--seconds",
+            "1.5",
+            "--stats-interval",
+            "0.2",
+        ])
+        .args(["--zmq-port", &zp.to_string(), "--osc-port", &op.to_string()])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn check_lines(lines: &[serde_json::Value]) {
+    // 1.5 s / 0.2 s = 7 periodic objects (timing on a busy machine may lose one or two),
+    // then the final one.
+    assert!(lines.len() >= 4, "only {} JSON lines", lines.len());
+    let (last, periodic) = lines.split_last().unwrap();
+    assert_eq!(last["final"], true);
+    assert!(periodic.iter().all(|v| v["final"] == false));
+    let mut prev_t = -1.0;
+    let mut prev_msgs = 0;
+    for v in lines {
+        let t = v["t"].as_f64().expect("t");
+        assert!(t > prev_t, "t not increasing: {t} after {prev_t}");
+        prev_t = t;
+        for block in ["rx", "tx", "hb"] {
+            assert!(v[block].is_object(), "{block} missing in {v}");
+        }
+        for key in [
+            "messages",
+            "blocks_emitted",
+            "malformed",
+            "dropped_newest",
+            "channels",
+        ] {
+            assert!(v["rx"][key].is_u64(), "rx.{key} missing in {v}");
+        }
+        for key in ["sent", "bytes", "dropped_oldest", "send_dropped", "queued"] {
+            assert!(v["tx"][key].is_u64(), "tx.{key} missing in {v}");
+        }
+        for key in ["state", "sent", "data_connects"] {
+            assert!(v["hb"][key].is_u64(), "hb.{key} missing in {v}");
+        }
+        for key in [
+            "zmq_msgs_per_s",
+            "blocks_per_s",
+            "datagrams_per_s",
+            "mb_per_s",
+        ] {
+            assert!(v["rates"][key].is_number(), "rates.{key} missing in {v}");
+        }
+        assert!(v["queue"]["capacity"].as_u64().unwrap() > 0);
+        let msgs = v["rx"]["messages"].as_u64().unwrap();
+        assert!(msgs >= prev_msgs, "messages went backwards");
+        prev_msgs = msgs;
+    }
+    // Counters grow while the simulator runs: 8 ch at 30 kHz in 696-sample blocks is
+    // ~43 blocks/s = ~345 messages/s; output at F = 30 is 1 000 datagrams/s.
+    let first = &lines[0];
+    assert!(
+        last["rx"]["messages"].as_u64().unwrap() > first["rx"]["messages"].as_u64().unwrap(),
+        "rx.messages did not grow"
+    );
+    assert!(last["rx"]["messages"].as_u64().unwrap() > 100, "{last}");
+    assert!(last["tx"]["sent"].as_u64().unwrap() > 500, "{last}");
+    assert_eq!(last["rx"]["channels"], 8);
+    assert!(
+        periodic
+            .iter()
+            .any(|v| v["rates"]["datagrams_per_s"].as_f64().unwrap() > 100.0),
+        "no interval with datagrams flowing"
+    );
+}
+
+#[test]
+fn stats_json_file_gets_one_object_per_interval() {
+    let d = tempdir("file");
+    let path = d.join("stats.jsonl");
+    // Appends: an existing line stays first.
+    std::fs::write(&path, "{\"earlier\": true}\n").unwrap();
+    let out = run(&d, &["--stats-json", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.remove(0)["earlier"], true);
+    check_lines(&lines);
+    // With --stats-json, stdout holds only the report; the status lines are on stderr.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("== openephys-zmq2osc report"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(" msg/s "), "{stderr}");
+}
+
+#[test]
+fn headless_stdout_is_json_lines_then_the_report() {
+    let d = tempdir("stdout");
+    let out = run(&d, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No escape sequences: the dashboard is off when stdout is not a terminal.
+    assert!(!stdout.contains('\x1b'));
+    let report_at = stdout
+        .find("== openephys-zmq2osc report")
+        .expect("report on stdout");
+    let lines: Vec<serde_json::Value> = stdout[..report_at]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    check_lines(&lines);
+    assert!(stdout[report_at..].lines().all(|l| !l.starts_with('{')));
+}
+
+#[test]
+fn bad_stats_flags_exit_2() {
+    let d = tempdir("bad");
+    let out = bin()
+        .args(["--stats-interval=-1", "--seconds", "0.1"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args([
+            "--stats-json",
+            "/nonexistent-dir/x.jsonl",
+            "--seconds",
+            "0.1",
+        ])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/x.jsonl"));
+}
