@@ -1520,7 +1520,7 @@ fn parse_outputs(v: &Value, cfg: &Config, w: &mut Vec<String>) -> CResult<Vec<Ou
                     o.format = choice(v, &kp, OutputFormatKind::parse, "sample, batch, per_channel, blob")?
                 }
                 "base_address" => o.base_address = base_address(v, &kp)?,
-                "address" => o.address = slash_string(v, &kp)?,
+                "address" => o.address = string(v, &kp)?,
                 "channels" => o.channels = Some(parse_channel_list(v, &kp, max_ch)?),
                 "names" => {
                     let nm = as_object(v, &kp)?;

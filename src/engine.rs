@@ -878,7 +878,6 @@ impl RxIo {
             f.channels.clear();
             f.arrival = now;
             f.header_timestamp_ms = None;
-            self.events.move_into(f);
         }
         self.events_since = None;
         self.emit(frame);
@@ -886,26 +885,41 @@ impl RxIo {
 }
 
 impl FrameIo for RxIo {
+    /// A frame for a newly opened block: it takes the events received before the block's
+    /// first message (the plugin sends a block's events first).
     fn take(&mut self) -> Option<Arc<Frame>> {
         if self.free.is_empty() {
             self.recycle();
         }
-        self.free.pop()
-    }
-    fn give(&mut self, frame: Arc<Frame>) {
-        self.reclaim(frame);
-    }
-    fn emit(&mut self, mut frame: Arc<Frame>) {
+        let mut frame = self.free.pop()?;
         if let Some(f) = Arc::get_mut(&mut frame) {
-            if f.num_samples > 0 {
-                if !self.events.is_empty() {
-                    self.events.move_into(f);
-                    self.events_since = None;
-                } else if !f.events.is_empty() {
-                    f.events.clear();
-                }
+            if self.events.is_empty() {
+                f.events.clear();
+            } else {
+                self.events.move_into(f);
+                self.events_since = None;
             }
         }
+        Some(frame)
+    }
+    /// A dropped block's frame: its events still go out (as an events-only frame).
+    fn give(&mut self, mut frame: Arc<Frame>) {
+        let has_events = Arc::get_mut(&mut frame).is_some_and(|f| {
+            if f.events.is_empty() {
+                return false;
+            }
+            f.seq = 0;
+            f.num_samples = 0;
+            f.channels.clear();
+            true
+        });
+        if has_events {
+            self.emit(frame);
+        } else {
+            self.reclaim(frame);
+        }
+    }
+    fn emit(&mut self, frame: Arc<Frame>) {
         self.publish_layout(&frame);
         let n = self.links.len();
         for i in 0..n {
