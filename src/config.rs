@@ -1058,6 +1058,9 @@ impl Config {
             }
             cfg.performance.enable_batching = b;
         }
+        for line in cfg.apply_mode_presets() {
+            w.push(line);
+        }
         if let Some(v) = top.get("outputs") {
             cfg.outputs = parse_outputs(v, &cfg, &mut w)?;
         }
@@ -1122,6 +1125,79 @@ impl Config {
                 e
             }
         })
+    }
+
+    /// Applies the presets of `performance.mode` to every key the file did not set
+    /// explicitly, and returns one line per preset applied.
+    ///
+    /// * `balanced` (what generated files hold): nothing changes — the original's wire
+    ///   behaviour.
+    /// * `low_latency`: `osc_queue_max_size` 10 (a stale queue is worse than a drop), plain
+    ///   messages (`enable_batching` false); hot threads spin 500 µs before parking.
+    /// * `high_throughput`: `enable_batching` true with `batch_size` 10 (10× fewer
+    ///   datagrams), `osc_queue_max_size` 200; hot threads park after 5 µs.
+    ///
+    /// Every output keeps its own shard whatever the mode.
+    pub fn apply_mode_presets(&mut self) -> Vec<String> {
+        let mut applied = Vec::new();
+        let explicit = |k: &str| self.explicit.contains(k);
+        let mut set = |key: &str, explicit_keys: &[&str], apply: &mut dyn FnMut()| {
+            if !explicit_keys.iter().any(|k| explicit(k)) {
+                apply();
+                applied.push(key.to_string());
+            }
+        };
+        let mut p = self.performance.clone();
+        let mut pr = self.osc.processing.clone();
+        match self.performance.mode {
+            PerformanceMode::Balanced => {}
+            PerformanceMode::LowLatency => {
+                set(
+                    "performance.osc_queue_max_size = 10",
+                    &["performance.osc_queue_max_size"],
+                    &mut || p.osc_queue_max_size = 10,
+                );
+                set(
+                    "performance.enable_batching = false",
+                    &[
+                        "performance.enable_batching",
+                        "osc.processing.enable_batching",
+                    ],
+                    &mut || p.enable_batching = false,
+                );
+            }
+            PerformanceMode::HighThroughput => {
+                set(
+                    "performance.enable_batching = true",
+                    &[
+                        "performance.enable_batching",
+                        "osc.processing.enable_batching",
+                    ],
+                    &mut || p.enable_batching = true,
+                );
+                set(
+                    "osc.processing.batch_size = 10",
+                    &["osc.processing.batch_size"],
+                    &mut || pr.batch_size = 10,
+                );
+                set(
+                    "performance.osc_queue_max_size = 200",
+                    &["performance.osc_queue_max_size"],
+                    &mut || p.osc_queue_max_size = 200,
+                );
+            }
+        }
+        self.performance = p;
+        self.osc.processing = pr;
+        applied
+            .into_iter()
+            .map(|a| {
+                format!(
+                    "performance.mode {} preset: {a}",
+                    self.performance.mode.as_str()
+                )
+            })
+            .collect()
     }
 
     /// Batch size actually used: `osc.processing.batch_size` when
@@ -2004,6 +2080,66 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("config error at {path}: ")));
         }
+    }
+
+    #[test]
+    fn mode_presets_apply_only_to_keys_not_given() {
+        let (c, w) =
+            Config::from_json_str(r#"{"performance": {"mode": "high_throughput"}}"#).unwrap();
+        assert!(c.performance.enable_batching);
+        assert_eq!(c.osc.processing.batch_size, 10);
+        assert_eq!(c.performance.osc_queue_max_size, 200);
+        assert_eq!(w.len(), 3, "{w:?}");
+        let (c, _) = Config::from_json_str(
+            r#"{"osc": {"processing": {"enable_batching": false, "batch_size": 3}}, "performance": {"mode": "high_throughput"}}"#,
+        )
+        .unwrap();
+        assert!(!c.performance.enable_batching, "explicit keys win");
+        assert_eq!(c.osc.processing.batch_size, 3);
+        let (c, _) = Config::from_json_str(r#"{"performance": {"mode": "low_latency"}}"#).unwrap();
+        assert_eq!(c.performance.osc_queue_max_size, 10);
+        let (c, w) = Config::from_json_str(FULL_CONFIG_JSON).unwrap();
+        assert_eq!(c, Config::default(), "balanced = the original's behaviour");
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn outputs_parse_and_validate() {
+        let (c, w) = Config::from_json_str(
+            r#"{"outputs": [{"port": 9000, "format": "blob", "channels": [3, "0-1"], "max_datagram": "oscp5",
+                 "bundle": "sample_clock", "names": {"3": "Fz"}, "pacing": "smooth"},
+                {"host": "239.1.2.3", "multicast_ttl": 4, "format": "per_channel", "address": "{base}/{name}"}]}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.outputs.len(), 2);
+        let o = &c.outputs[0];
+        assert_eq!(o.channels, Some(vec![3, 0, 1]));
+        assert_eq!(
+            (o.max_datagram, o.bundle, o.pacing),
+            (1536, BundleMode::SampleClock, true)
+        );
+        assert_eq!(o.host, "127.0.0.1", "defaults from osc.*");
+        assert_eq!(c.outputs[1].multicast_ttl, 4);
+        for (bad, path) in [
+            (r#"[{"format": "csv"}]"#, "outputs[0].format"),
+            (r#"[{"channels": "5-2"}]"#, "outputs[0].channels"),
+            (r#"[{"channels": [1, 1]}]"#, "outputs[0].channels"),
+            (r#"[{"max_datagram": "huge"}]"#, "outputs[0].max_datagram"),
+            (
+                r#"[{"format": "per_channel", "address": "/same"}]"#,
+                "outputs[0].address",
+            ),
+            (r#"{"port": 1}"#, "outputs"),
+        ] {
+            let e = Config::from_json_str(&format!(r#"{{"outputs": {bad}}}"#)).unwrap_err();
+            assert_eq!(e.path, path, "{bad}: {e}");
+        }
+        let (_, w) = Config::from_json_str(r#"{"outputs": [{"prot": 1}]}"#).unwrap();
+        assert_eq!(
+            w,
+            vec!["unknown config key 'outputs[0].prot' ignored".to_string()]
+        );
     }
 
     #[test]

@@ -1566,12 +1566,34 @@ pub fn heartbeat_message(uuid: &str) -> String {
     )
 }
 
+/// The heartbeat uuid: `zmq.app_uuid`, or for `"auto"` one generated per run, so several
+/// bridges on one GUI each get their own entry in the plugin's list of connected apps.
+pub fn effective_uuid(configured: &str) -> String {
+    use std::sync::OnceLock;
+    static AUTO: OnceLock<String> = OnceLock::new();
+    if configured != "auto" {
+        return configured.to_string();
+    }
+    AUTO.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        format!("{:08x}", h.finish() as u32)
+    })
+    .clone()
+}
+
 impl HeartbeatConfig {
     /// From the config file's keys.
     pub fn from_config(cfg: &Config, endpoint: &str) -> Self {
         HeartbeatConfig {
             endpoint: endpoint.to_string(),
-            message: heartbeat_message(&cfg.zmq.app_uuid),
+            message: heartbeat_message(&effective_uuid(&cfg.zmq.app_uuid)),
             interval: Duration::from_secs_f64(cfg.zmq.heartbeat_timeout),
             not_responding: Duration::from_secs_f64(cfg.zmq.not_responding_timeout),
         }
@@ -1757,6 +1779,15 @@ mod tests {
             heartbeat_message("a\"b"),
             r#"{"application": "ZMQ2OSC-a\"b", "uuid": "a\"b", "type": "heartbeat"}"#
         );
+    }
+
+    #[test]
+    fn auto_uuid_is_stable_per_run_and_distinct_from_default() {
+        let a = effective_uuid("auto");
+        assert_eq!(a, effective_uuid("auto"));
+        assert_eq!(a.len(), 8);
+        assert_eq!(effective_uuid("1618"), "1618");
+        assert!(heartbeat_message(&a).contains(&format!("ZMQ2OSC-{}", &a[..4])));
     }
 
     #[test]

@@ -94,7 +94,9 @@ fn run(args: Args) -> Result<u8, Fail> {
     // The live dashboard when stdout is a terminal (unless --no-tui); headless otherwise:
     // JSON stats lines on stdout (or appended to --stats-json), human status line on stderr.
     let tui = !args.no_tui && std::io::stdout().is_terminal();
+    // --stats-interval 0 turns the JSON lines off too.
     let mut stats_out: Option<Box<dyn Write>> = match &args.stats_json {
+        _ if args.stats_interval == 0.0 => None,
         Some(p) => Some(Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -112,12 +114,6 @@ fn run(args: Args) -> Result<u8, Fail> {
         for line in cfg.non_default_settings() {
             eprintln!("setting: {line}");
         }
-    }
-    if cfg.performance.mode != zmq2osc::config::PerformanceMode::Balanced && warn {
-        eprintln!(
-            "config: performance.mode '{}' has no presets yet; the explicit keys apply as in 'balanced'",
-            cfg.performance.mode.as_str()
-        );
     }
 
     // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
@@ -386,7 +382,7 @@ fn print_startup(cfg: &Config, eng: &Engine) {
         "  ZMQ data   {} (SUB)   heartbeat {} as {}",
         l.data_endpoint,
         l.heartbeat_endpoint,
-        engine::heartbeat_message(&cfg.zmq.app_uuid)
+        engine::heartbeat_message(&engine::effective_uuid(&cfg.zmq.app_uuid))
     );
     for o in &l.outputs {
         eprintln!("  OSC        {}", o.describe());
