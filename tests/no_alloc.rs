@@ -149,6 +149,22 @@ fn per_channel_mode_does_not_allocate() {
 }
 
 #[test]
+fn new_output_features_do_not_allocate() {
+    run(|c| {
+        let port = c.osc.port;
+        let text = format!(
+            r#"{{"outputs": [{{"host": "127.0.0.1", "port": {port}, "max_datagram": 256, "sample_number": true,
+                 "bundle": "sample_clock", "status": true, "notices": true, "events": true, "spikes": true,
+                 "downsampling_factor": 1}},
+                {{"host": "127.0.0.1", "port": {port}, "format": "blob", "batch_size": 3, "channels": "15,0-3",
+                  "layout": "sparse", "pacing": "smooth"}}]}}"#
+        );
+        let (parsed, _) = zmq2osc::config::Config::from_json_str(&text).unwrap();
+        c.outputs = parsed.outputs;
+    });
+}
+
+#[test]
 fn the_counter_sees_allocations_on_a_hot_thread() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let h = std::thread::spawn(|| {
