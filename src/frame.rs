@@ -360,7 +360,7 @@ impl Default for EventBuffer {
     }
 }
 
-/// One assembled block, owned by whoever holds the box.
+/// One assembled block (shared read-only by the shards once emitted).
 #[derive(Debug)]
 pub struct Frame {
     /// TTL events and spikes that arrived before this block's data (or, in an events-only
