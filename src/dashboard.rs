@@ -452,9 +452,10 @@ pub fn render(
         d.send_failed, d.malformed, d.oversize
     ));
     lines.push(format!(
-        "  upstream gaps       {:>9}   ({} samples missing by sample_num)",
+        "  upstream gaps       {:>9}   ({} samples missing by sample_num)   late msgs {}",
         s.rx("upstream_sample_gaps"),
-        s.rx("upstream_missing_samples")
+        s.rx("upstream_missing_samples"),
+        d.late
     ));
     lines.push("PROCESS".into());
     let cpu = r

@@ -43,12 +43,60 @@ pub struct ProcSample {
     pub rss_bytes: u64,
 }
 
-fn pos(names: &[&str], n: &str) -> usize {
+fn get(names: &[&str], vals: &[u64], n: &str) -> u64 {
     names
         .iter()
         .position(|k| *k == n)
-        .unwrap_or_else(|| panic!("unknown counter {n}"))
+        .and_then(|i| vals.get(i).copied())
+        .unwrap_or(0)
 }
+
+/// Counter names the dashboard and the rates read (a unit test checks they all exist).
+pub const USED_COUNTERS: [(&str, &[&str]); 3] = [
+    (
+        "rx",
+        &[
+            "messages",
+            "blocks_emitted",
+            "blocks_incomplete",
+            "blocks_incomplete_upstream",
+            "upstream_missing_msgs",
+            "upstream_sample_gaps",
+            "upstream_missing_samples",
+            "dropped_newest",
+            "malformed",
+            "late_msgs",
+            "channels",
+            "sample_rate_mhz",
+            "stream_changes",
+            "channel_set_changes",
+            "restarts",
+            "backward_jumps",
+        ],
+    ),
+    (
+        "tx",
+        &[
+            "sent",
+            "bytes",
+            "queued",
+            "dropped_oldest",
+            "send_dropped",
+            "oversize",
+        ],
+    ),
+    (
+        "hb",
+        &[
+            "state",
+            "sent",
+            "replies",
+            "resets",
+            "data_connects",
+            "data_disconnects",
+        ],
+    ),
+];
 
 impl Sample {
     /// Reads every counter now. `started` is the bridge's start time.
@@ -81,17 +129,17 @@ impl Sample {
             process: read_process(),
         }
     }
-    /// A receiver counter by name (panics on an unknown name: the names are constants).
+    /// A receiver counter by name (0 if unknown).
     pub fn rx(&self, n: &str) -> u64 {
-        self.rx[pos(RX_COUNTERS, n)]
+        get(RX_COUNTERS, &self.rx, n)
     }
-    /// A shard counter by name (summed over shards).
+    /// A shard counter by name, summed over the shards (0 if unknown).
     pub fn tx(&self, n: &str) -> u64 {
-        self.tx[pos(TX_COUNTERS, n)]
+        get(TX_COUNTERS, &self.tx, n)
     }
-    /// A heartbeat counter by name.
+    /// A heartbeat counter by name (0 if unknown).
     pub fn hb(&self, n: &str) -> u64 {
-        self.hb[pos(HB_COUNTERS, n)]
+        get(HB_COUNTERS, &self.hb, n)
     }
     /// Heartbeat state name.
     pub fn hb_state(&self) -> &'static str {
@@ -114,6 +162,7 @@ impl Sample {
             dropped_newest: self.rx("dropped_newest"),
             send_failed: self.tx("send_dropped"),
             malformed: self.rx("malformed"),
+            late: self.rx("late_msgs"),
             oversize: self.tx("oversize"),
         }
     }
@@ -136,6 +185,8 @@ pub struct Drops {
     pub send_failed: u64,
     /// Malformed ZMQ messages.
     pub malformed: u64,
+    /// Messages that arrived after their block was closed.
+    pub late: u64,
     /// Datagrams refused as larger than the UDP limit.
     pub oversize: u64,
 }
@@ -278,6 +329,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_counter_used_exists() {
+        for (block, names) in USED_COUNTERS {
+            let table = match block {
+                "rx" => RX_COUNTERS,
+                "tx" => TX_COUNTERS,
+                _ => HB_COUNTERS,
+            };
+            for n in names {
+                assert!(table.contains(n), "{block}.{n} is no longer published");
+            }
+        }
+    }
+
+    #[test]
     fn proc_parsing() {
         let stat = "1234 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0 100 200 300";
         assert_eq!(parse_proc_stat_cpu(stat, 100.0), Some(3.0));
@@ -298,6 +363,7 @@ mod tests {
     #[test]
     fn rates_and_json() {
         let t0 = Instant::now();
+        let pos = |names: &[&str], n: &str| names.iter().position(|k| *k == n).unwrap();
         let mk = |at: Instant, msgs: u64, sent: u64| {
             let mut rx = vec![0; RX_COUNTERS.len()];
             rx[pos(RX_COUNTERS, "messages")] = msgs;

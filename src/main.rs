@@ -226,7 +226,8 @@ fn run(args: Args) -> Result<u8, Fail> {
 
     let started = Instant::now();
     let shared = eng.shared().clone();
-    let ring_capacity = eng.layout().ring_capacity;
+    // Each output (shard) has its own ring; "queued" is summed over them.
+    let ring_capacity = eng.layout().ring_capacity * eng.layout().outputs.len().max(1);
     let dash = if tui {
         match Dashboard::start(shared.clone(), started, dashboard_info(&cfg, &eng)) {
             Ok(d) => Some(d),
@@ -357,7 +358,10 @@ fn dashboard_info(cfg: &Config, eng: &Engine) -> DashboardInfo {
         heartbeat: format!(
             "{} as ZMQ2OSC-{}",
             l.heartbeat_endpoint,
-            cfg.zmq.app_uuid.chars().take(4).collect::<String>()
+            engine::effective_uuid(&cfg.zmq.app_uuid)
+                .chars()
+                .take(4)
+                .collect::<String>()
         ),
         output: l
             .outputs
@@ -365,7 +369,7 @@ fn dashboard_info(cfg: &Config, eng: &Engine) -> DashboardInfo {
             .map(|o| o.describe())
             .collect::<Vec<_>>()
             .join(" | "),
-        ring_capacity: l.ring_capacity,
+        ring_capacity: l.ring_capacity * l.outputs.len().max(1),
         policy: cfg
             .performance
             .osc_queue_overflow_strategy
