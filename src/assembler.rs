@@ -174,6 +174,7 @@ pub struct Assembler {
     emitted: bool,
     lossy: bool,
     deadline: Instant,
+    deadline_span: Duration,
     last_ts: Option<i64>,
     // The row being received.
     row: Option<u32>,
@@ -210,6 +211,7 @@ impl Assembler {
             emitted: false,
             lossy: false,
             deadline: Instant::now(),
+            deadline_span: Duration::ZERO,
             last_ts: None,
             row: None,
             prev_open_end: None,
@@ -367,8 +369,25 @@ impl Assembler {
             }
         }
         self.seen.insert(ch);
+        // The deadline runs from the block's latest message: a slow but steady publisher is
+        // never cut off mid-block.
+        self.deadline = now + self.deadline_span;
         if self.set.contains(ch) {
             self.in_set += 1;
+        }
+        // Learning: a block whose channels equal the previous (gap-free) block's defines the
+        // set the moment it is complete, so it goes out on time.
+        if self.set.is_empty()
+            && !self.lossy
+            && self.last_closed_valid
+            && !self.seen.is_empty()
+            && self.seen == self.last_closed
+        {
+            self.set.copy_from(&self.seen);
+            self.generation = self.generation.wrapping_add(1);
+            self.pending.layout = true;
+            self.counters.channel_set_changes += 1;
+            self.in_set = self.set.len();
         }
         if !self.set.is_empty() && self.in_set == self.set.len() {
             if let Some(f) = self.frame.take() {
@@ -478,7 +497,8 @@ impl Assembler {
         self.lossy = false;
         self.last_ts = None;
         let block = Duration::from_secs_f64(ns as f64 / self.rate);
-        self.deadline = now + (block * 2).max(self.cfg.min_deadline);
+        self.deadline_span = (block * 2).max(self.cfg.min_deadline);
+        self.deadline = now + self.deadline_span;
         self.frame = io.take();
         if self.frame.is_none() {
             self.counters.blocks_no_frame += 1;

@@ -567,10 +567,10 @@ impl Engine {
             .and_then(|_| sub.set_rcvhwm(10_000))
             .and_then(|_| sub.set_linger(0))
             .and_then(|_| sub.set_subscribe(b""))
-            .and_then(|_| sub.connect(&data_endpoint))
-            .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
+            .map_err(|e| format!("zmq socket options: {e}"))?;
         // Watch the data connection: libzmq drops a peer that exceeds ZMQ_MAXMSGSIZE (and a
-        // GUI that quits) without telling the socket's user; the monitor tells us.
+        // GUI that quits) without telling the socket's user; the monitor tells us. The monitor
+        // socket is connected before the data socket connects, so no event is missed.
         static MONITORS: AtomicU64 = AtomicU64::new(0);
         let monitor_endpoint = format!(
             "inproc://zmq2osc-monitor-{}-{}",
@@ -579,6 +579,16 @@ impl Engine {
         );
         sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)
             .map_err(|e| format!("zmq monitor: {e}"))?;
+        let monitor = ctx
+            .socket(zmq::PAIR)
+            .and_then(|m| {
+                m.set_linger(0)
+                    .and_then(|_| m.connect(&monitor_endpoint))
+                    .map(|_| m)
+            })
+            .map_err(|e| format!("zmq monitor socket: {e}"))?;
+        sub.connect(&data_endpoint)
+            .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
 
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -710,14 +720,6 @@ impl Engine {
         let hb_shared = shared.clone();
         let hb_ctx = ctx.clone();
         let hb_cfg = HeartbeatConfig::from_config(cfg, &heartbeat_endpoint);
-        let monitor = hb_ctx
-            .socket(zmq::PAIR)
-            .and_then(|m| {
-                m.set_linger(0)
-                    .and_then(|_| m.connect(&monitor_endpoint))
-                    .map(|_| m)
-            })
-            .map_err(|e| format!("zmq monitor socket: {e}"))?;
         let data_ep = data_endpoint.clone();
         let hb = thread::Builder::new()
             .name("zmq_hb".into())

@@ -178,14 +178,16 @@ impl Latencies {
             if h.is_empty() {
                 continue;
             }
+            let mut cumulative = 0u64;
             for v in h.iter_quantiles(4) {
+                cumulative += v.count_since_last_iteration();
                 let _ = writeln!(
                     out,
                     "{},{:.6},{:.3},{},{}",
                     name,
                     v.quantile_iterated_to() * 100.0,
                     v.value_iterated_to() as f64 / 1e3,
-                    v.count_since_last_iteration(),
+                    cumulative,
                     h.len()
                 );
             }
@@ -242,7 +244,13 @@ mod tests {
                 .count()
                 > 10
         );
-        assert!(text.lines().last().unwrap().contains("100.000000"));
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("100.000000"));
+        let cols: Vec<&str> = last.split(',').collect();
+        assert_eq!(
+            cols[3], cols[4],
+            "the last row counts every value at or below it"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

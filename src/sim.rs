@@ -810,7 +810,19 @@ impl Publisher {
     /// ephemeral port (see [`Publisher::port`]). No heartbeat socket; see
     /// [`Publisher::serve_heartbeats`] / [`Publisher::bind_with_heartbeat`].
     pub fn bind(ctx: &zmq::Context, host: &str, port: u16) -> Result<Publisher, String> {
-        let sock = make_data_socket(ctx, true, 1000)?;
+        Self::bind_with_hwm(ctx, host, port, 1000)
+    }
+
+    /// Like [`Publisher::bind`] with ZMQ_SNDHWM `hwm` (set before binding: libzmq copies a
+    /// listener's options at bind time). Tests that flood raise it so loss stays upstream of
+    /// nothing.
+    pub fn bind_with_hwm(
+        ctx: &zmq::Context,
+        host: &str,
+        port: u16,
+        hwm: i32,
+    ) -> Result<Publisher, String> {
+        let sock = make_data_socket(ctx, true, hwm)?;
         let ep = if port == 0 {
             format!("tcp://{host}:*")
         } else {

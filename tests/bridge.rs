@@ -250,14 +250,26 @@ fn receiver_absent_then_present_output_resumes() {
     let rx = std::net::UdpSocket::bind(("127.0.0.1", oport)).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let start = j;
-    let mut got = Vec::new();
-    while got.is_empty() && std::time::Instant::now() < deadline + WAIT {
+    let mut got = None;
+    let mut buf = vec![0u8; 65536];
+    rx.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    // The first datagrams after the receiver appears may still meet the pending refusal.
+    while got.is_none() && std::time::Instant::now() < deadline {
         send_block(&mut publ, &[0], j, 8);
         j += 8;
-        got = recv_until(&rx, |m| !m.is_empty());
+        if let Ok(n) = rx.recv(&mut buf) {
+            got = Some(rosc::decoder::decode_udp(&buf[..n]).unwrap().1);
+        }
     }
-    assert!(floats(&got[0].1)[0] >= start as f32);
+    let Some(rosc::OscPacket::Message(m)) = got else {
+        panic!("output did not resume")
+    };
+    // A block sent before the receiver appeared may still be in the bridge's queue on a
+    // loaded machine: any value we published is fine, the point is that output resumed.
+    let first = floats(&m.args)[0];
+    assert!(first >= 0.0 && first < j as f32 && first.fract() == 0.0);
     assert!(!eng.shutdown().failed);
 }
 

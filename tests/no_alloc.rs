@@ -15,12 +15,22 @@ struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
 static HOT_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// `NO_ALLOC_TRACE=1` prints a backtrace for each counted allocation (to find it).
+static TRACE: AtomicBool = AtomicBool::new(false);
 /// The tests share the counter: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static IN_TRACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 fn note() {
     if ARMED.load(Ordering::Relaxed) && zmq2osc::hot::is_hot() {
         HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if TRACE.load(Ordering::Relaxed) && !IN_TRACE.with(|t| t.replace(true)) {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            IN_TRACE.with(|t| t.set(false));
+        }
     }
 }
 
@@ -73,6 +83,10 @@ fn wait_emitted(eng: &zmq2osc::engine::Engine, n: u64) {
 
 fn run(configure: impl Fn(&mut zmq2osc::config::Config)) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    TRACE.store(
+        std::env::var_os("NO_ALLOC_TRACE").is_some(),
+        Ordering::SeqCst,
+    );
     let ctx = zmq::Context::new();
     let (mut publ, zport) = publisher(&ctx);
     let (rx, oport) = receiver();

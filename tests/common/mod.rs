@@ -26,7 +26,8 @@ pub fn publisher(ctx: &zmq::Context) -> (Publisher, u16) {
             continue;
         };
         drop(probe);
-        if let Ok(p) = Publisher::bind(ctx, "127.0.0.1", port) {
+        // Tests publish as fast as they can: keep ZeroMQ from dropping at the publisher.
+        if let Ok(p) = Publisher::bind_with_hwm(ctx, "127.0.0.1", port, 1_000_000) {
             return (p, port);
         }
     }
