@@ -72,6 +72,9 @@ pub struct Args {
     /// Write the latency distributions as CSV at exit.
     #[arg(long, value_name = "PATH")]
     pub histogram_csv: Option<PathBuf>,
+    /// Also rewrite --histogram-csv every SECONDS while running (cumulative so far).
+    #[arg(long, value_name = "SECONDS", requires = "histogram_csv")]
+    pub histogram_interval: Option<f64>,
     /// Every SECONDS: a status line on stderr and, headless, one JSON object of every counter
     /// (on stdout, or appended to --stats-json) (0 = never).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]

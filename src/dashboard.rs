@@ -467,10 +467,14 @@ pub fn render(
     let own = render_cost_pct.map_or("n/a".to_string(), |c| format!("{c:.3} % of a core"));
     lines.push(format!("  CPU {cpu}   RSS {rss}   dashboard itself {own}"));
     lines.push("LATENCY".into());
-    lines.push(
-        "  bridge_added p50 / p99: at exit (histograms belong to the hot threads and are merged when they stop)"
-            .into(),
-    );
+    lines.push(match s.bridge_added {
+        Some((p50, p99, n)) => format!(
+            "  bridge_added p50 {:.3} ms   p99 {:.3} ms   ({n} blocks; updated once a second)",
+            p50 as f64 / 1e6,
+            p99 as f64 / 1e6
+        ),
+        None => "  bridge_added: no block sent yet".into(),
+    });
 
     out.push_str("\x1b[H");
     let n = lines.len().min(rows.max(1));
@@ -536,6 +540,7 @@ mod tests {
             hb,
             last_message_age: Some(0.004),
             process: None,
+            bridge_added: None,
         }
     }
 
@@ -571,7 +576,7 @@ mod tests {
             "incomplete blocks           3",
             "CPU n/a",
             "RSS n/a",
-            "at exit",
+            "no block sent yet",
             "4 ms ago",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

@@ -17,7 +17,7 @@
 use crate::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
 use crate::config::{Config, OutputFormatKind, OverflowStrategy, PerformanceMode};
 use crate::frame::{frame_bytes, EventBuffer, Frame};
-use crate::metrics::{span, CounterBlock, Latencies};
+use crate::metrics::{span, CounterBlock, Latencies, LatencyCollector, LatencyPublisher};
 use crate::net::{RateLimitedLog, SenderOptions, UdpSender};
 use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline, StatusValues, Transmit};
 use crate::protocol::{self, Envelope, Header, Malformed};
@@ -170,6 +170,26 @@ pub struct Shared {
     pub reconnect_data: AtomicBool,
     /// Stream and channel names of the current layout (written on layout changes only).
     pub layout: Arc<Mutex<LayoutInfo>>,
+    /// Latency histograms handed over by the hot threads once a second (the hot threads
+    /// never lock this: they pass histograms through SPSC rings; only readers lock it).
+    pub latency: Mutex<LatencyCollector>,
+}
+
+impl Shared {
+    /// p50, p99 (ns) and count of a latency span so far (`None` before any value).
+    pub fn latency_summary(&self, span: &str) -> Option<(u64, u64, u64)> {
+        let mut c = self.latency.lock().ok()?;
+        let h = c.collect().get(span)?;
+        (!h.is_empty()).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.len()))
+    }
+
+    /// A copy of every latency distribution handed over so far.
+    pub fn latencies_so_far(&self) -> Latencies {
+        match self.latency.lock() {
+            Ok(mut c) => c.collect().clone(),
+            Err(_) => Latencies::new(),
+        }
+    }
 }
 
 /// One output as the engine runs it.
@@ -590,6 +610,8 @@ impl Engine {
         sub.connect(&data_endpoint)
             .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
 
+        let (collector, mut lat_pubs) =
+            LatencyCollector::new(1 + specs.len(), Duration::from_secs(1));
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -602,7 +624,9 @@ impl Engine {
             last_message_ms: AtomicU64::new(0),
             reconnect_data: AtomicBool::new(false),
             layout: layout_info,
+            latency: Mutex::new(collector),
         });
+        let rx_lat_pub = lat_pubs.remove(0);
 
         // Slab: every frame allocated now.
         let free: Vec<Arc<Frame>> = (0..pool)
@@ -650,6 +674,7 @@ impl Engine {
             let core = pins[index + 1];
             let panic_after = opts.panic_after_frames;
             let verbose = opts.verbose;
+            let lp = lat_pubs.remove(0);
             let h = thread::Builder::new()
                 .name(format!("osc_tx_{index}"))
                 .spawn(move || {
@@ -657,7 +682,7 @@ impl Engine {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    run_shard(s2, index, st, policy, queue, spin, panic_after, verbose)
+                    run_shard(s2, index, st, policy, queue, spin, panic_after, verbose, lp)
                 })
                 .map_err(|e| format!("spawn osc_tx_{index}: {e}"))?;
             shard_handles.push(h);
@@ -713,6 +738,7 @@ impl Engine {
                     max_block,
                     spin,
                     verbose,
+                    rx_lat_pub,
                 )
             })
             .map_err(|e| format!("spawn zmq_rx: {e}"))?;
@@ -775,6 +801,8 @@ impl Engine {
         self.request_stop();
         let mut failed = self.shared.failed.load(Ordering::SeqCst);
         let mut latencies = Latencies::new();
+        let handed_over = self.shared.latencies_so_far();
+        latencies.merge(&handed_over);
         if let Some(h) = self.rx.take() {
             match h.join() {
                 Ok(l) => latencies.merge(&l),
@@ -1034,6 +1062,7 @@ fn run_receiver(
     max_block: usize,
     spin: Duration,
     verbose: bool,
+    mut lat_pub: LatencyPublisher,
 ) -> Latencies {
     let mut lat = Latencies::new();
     let mut env = [0u8; 16];
@@ -1080,6 +1109,7 @@ fn run_receiver(
                     zmq_errors,
                     (ttl_events, spikes),
                 );
+                lat_pub.maybe_publish(&mut lat, now);
                 // Park in zmq_poll until data, the next deadline, or 10 ms.
                 let mut wait = asm.next_deadline().map_or(10, |d| {
                     d.saturating_duration_since(now).as_millis().clamp(1, 10) as i64
@@ -1119,6 +1149,7 @@ fn run_receiver(
                 zmq_errors,
                 (ttl_events, spikes),
             );
+            lat_pub.maybe_publish(&mut lat, now);
             // No asm.poll() here: deadlines only apply once the socket is drained, so a
             // receiver descheduled for a while never drops a block whose rest is queued.
         }
@@ -1417,6 +1448,7 @@ fn run_shard(
     spin: Duration,
     panic_after: Option<u64>,
     verbose: bool,
+    mut lat_pub: LatencyPublisher,
 ) -> Latencies {
     let ShardStart {
         name,
@@ -1501,6 +1533,7 @@ fn run_shard(
                 // The return ring holds the whole pool: this push cannot fail.
                 let _ = ret.push(f);
                 publish_tx(counters, &pipeline, &tx, dropped_oldest, frames.slots());
+                lat_pub.maybe_publish(&mut tx.lat, done);
                 if pipeline.counters.oversize > oversize_logged {
                     oversize_logged = pipeline.counters.oversize;
                     if verbose && log.admit(crate::net::LogKind::TooBig, now).is_some() {
@@ -1525,6 +1558,7 @@ fn run_shard(
                     continue;
                 }
                 publish_tx(counters, &pipeline, &tx, dropped_oldest, 0);
+                lat_pub.maybe_publish(&mut tx.lat, now);
                 let wait = due
                     .map_or(Duration::from_millis(20), |d| {
                         d.saturating_duration_since(now)

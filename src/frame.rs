@@ -242,11 +242,11 @@ pub struct EventRecord {
 }
 
 /// Capacity of a frame's event list.
-pub const MAX_EVENTS: usize = 512;
+pub const MAX_EVENTS: usize = 256;
 /// Capacity of a frame's event text (electrode names).
-pub const MAX_EVENT_TEXT: usize = 8 * 1024;
+pub const MAX_EVENT_TEXT: usize = 4 * 1024;
 /// Capacity of a frame's spike waveform store (floats).
-pub const MAX_WAVEFORM_FLOATS: usize = 16 * 1024;
+pub const MAX_WAVEFORM_FLOATS: usize = 4 * 1024;
 
 /// Events received since the last frame, waiting to ride on the next one.
 #[derive(Debug)]

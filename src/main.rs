@@ -246,6 +246,11 @@ fn run(args: Args) -> Result<u8, Fail> {
     let interval =
         (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
     let mut next_stats = interval.map(|i| started + i);
+    let hist_every = args
+        .histogram_interval
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64);
+    let mut next_hist = hist_every.map(|i| started + i);
     let mut prev = Snapshot::take(eng.shared());
     let mut prev_t = started;
     let mut failed_early = false;
@@ -258,6 +263,14 @@ fn run(args: Args) -> Result<u8, Fail> {
         if eng.has_failed() {
             failed_early = true;
             break;
+        }
+        if let (Some(i), Some(t), Some(p)) = (hist_every, next_hist, &args.histogram_csv) {
+            if now >= t {
+                if let Err(e) = eng.shared().latencies_so_far().write_csv(p) {
+                    eprintln!("cannot write {}: {e}", p.display());
+                }
+                next_hist = Some(t + i);
+            }
         }
         if let (Some(i), Some(t)) = (interval, next_stats) {
             if now >= t {

@@ -200,6 +200,98 @@ impl Latencies {
     }
 }
 
+impl Latencies {
+    /// Empties every histogram (keeps the memory: no allocation).
+    pub fn reset(&mut self) {
+        for h in &mut self.hists {
+            h.2.reset();
+        }
+    }
+}
+
+/// The hot-thread end of a latency hand-over: every `every`, swaps the thread's histograms
+/// with an empty set the controller provided and sends the full set back — two pointer moves
+/// through SPSC rings, no allocation, no lock. If no empty set is waiting, it simply keeps
+/// recording and tries again at the next interval.
+pub struct LatencyPublisher {
+    spare: rtrb::Consumer<Box<Latencies>>,
+    full: rtrb::Producer<Box<Latencies>>,
+    every: std::time::Duration,
+    next: std::time::Instant,
+}
+
+impl LatencyPublisher {
+    /// Hands `lat` over if the interval passed and an empty set is available.
+    #[inline]
+    pub fn maybe_publish(&mut self, lat: &mut Latencies, now: std::time::Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        if let Ok(mut spare) = self.spare.pop() {
+            std::mem::swap(&mut *spare, lat);
+            // The ring holds two sets per thread: it has room.
+            let _ = self.full.push(spare);
+        }
+    }
+}
+
+/// The controller end: merges what the hot threads handed over into a running total (read by
+/// the dashboard, the JSON stats and `--histogram-interval`) and sends the emptied sets back.
+pub struct LatencyCollector {
+    spares: Vec<rtrb::Producer<Box<Latencies>>>,
+    fulls: Vec<rtrb::Consumer<Box<Latencies>>>,
+    total: Latencies,
+}
+
+impl std::fmt::Debug for LatencyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LatencyCollector({} threads)", self.fulls.len())
+    }
+}
+
+impl LatencyCollector {
+    /// A collector and one publisher per hot thread, each publishing every `every`.
+    pub fn new(threads: usize, every: std::time::Duration) -> (Self, Vec<LatencyPublisher>) {
+        let mut spares = Vec::new();
+        let mut fulls = Vec::new();
+        let mut pubs = Vec::new();
+        for _ in 0..threads {
+            let (mut sp, sc) = rtrb::RingBuffer::new(2);
+            let (fp, fc) = rtrb::RingBuffer::new(2);
+            let _ = sp.push(Box::new(Latencies::new()));
+            spares.push(sp);
+            fulls.push(fc);
+            pubs.push(LatencyPublisher {
+                spare: sc,
+                full: fp,
+                every,
+                next: std::time::Instant::now() + every,
+            });
+        }
+        (
+            LatencyCollector {
+                spares,
+                fulls,
+                total: Latencies::new(),
+            },
+            pubs,
+        )
+    }
+
+    /// Merges everything handed over so far; returns the running total.
+    pub fn collect(&mut self) -> &Latencies {
+        for (full, spare) in self.fulls.iter_mut().zip(&mut self.spares) {
+            while let Ok(mut l) = full.pop() {
+                self.total.merge(&l);
+                l.reset();
+                let _ = spare.push(l);
+            }
+        }
+        &self.total
+    }
+}
+
 impl Default for Latencies {
     fn default() -> Self {
         Self::new()
@@ -217,6 +309,32 @@ mod tests {
         assert_eq!(c.by_name("b"), 7);
         assert_eq!(c.by_name("zz"), 0);
         assert_eq!(c.snapshot(), vec![("a", 0), ("b", 7)]);
+    }
+
+    #[test]
+    fn publisher_hands_histograms_over_without_losing_values() {
+        let (mut col, mut pubs) = LatencyCollector::new(1, std::time::Duration::ZERO);
+        let mut lat = Latencies::new();
+        lat.record(0, 1000);
+        lat.record(0, 2000);
+        let t = std::time::Instant::now();
+        pubs[0].maybe_publish(&mut lat, t);
+        assert!(
+            lat.get("bridge_added").unwrap().is_empty(),
+            "swapped for an empty set"
+        );
+        lat.record(0, 3000);
+        assert_eq!(col.collect().get("bridge_added").unwrap().len(), 2);
+        pubs[0].maybe_publish(&mut lat, t + std::time::Duration::from_millis(1));
+        assert_eq!(col.collect().get("bridge_added").unwrap().len(), 3);
+        // No spare yet returned twice in a row: values stay with the thread, nothing lost.
+        lat.record(0, 4000);
+        pubs[0].maybe_publish(&mut lat, t + std::time::Duration::from_millis(2));
+        pubs[0].maybe_publish(&mut lat, t + std::time::Duration::from_millis(3));
+        lat.record(0, 5000);
+        let total = col.collect().get("bridge_added").unwrap().len()
+            + lat.get("bridge_added").unwrap().len();
+        assert_eq!(total, 5);
     }
 
     #[test]
