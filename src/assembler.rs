@@ -21,6 +21,7 @@
 //! allocates once the assembler and its frames exist (a stream rename longer than any seen
 //! before is the one exception).
 
+use crate::config::MissingChannelPolicy;
 use crate::frame::{ChannelSet, Discontinuity, Frame};
 use crate::protocol::{sample_rate_ok, DataHeader, Malformed};
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct AssemblerConfig {
     /// On data timeout, forget the channel set and counters' continuity
     /// (`zmq.auto_reinit_on_timeout`).
     pub auto_reinit: bool,
+    /// A block still missing channels of the set when it closes: drop, or fill and send.
+    pub missing: MissingChannelPolicy,
 }
 
 impl Default for AssemblerConfig {
@@ -74,6 +77,7 @@ impl Default for AssemblerConfig {
             min_deadline: Duration::from_millis(100),
             data_timeout: Duration::from_secs(2),
             auto_reinit: true,
+            missing: MissingChannelPolicy::Skip,
         }
     }
 }
@@ -132,6 +136,11 @@ pub struct AsmCounters {
     pub data_timeouts: u64,
     /// Messages for a block already closed by its deadline (dropped; not a restart).
     pub late_msgs: u64,
+    /// Blocks sent with missing channels filled (`nan`/`hold` policy); included in
+    /// `blocks_emitted`.
+    pub blocks_filled: u64,
+    /// Channel rows filled in those blocks.
+    pub rows_filled: u64,
 }
 
 impl AsmCounters {
@@ -180,6 +189,8 @@ pub struct Assembler {
     row: Option<u32>,
     prev_open_end: Option<i64>,
     closed_key: Option<i64>,
+    /// Last sample sent per channel (for the `hold` policy).
+    last_vals: Vec<f32>,
     last_emitted_end: Option<i64>,
     pending: Discontinuity,
     seq: u64,
@@ -216,6 +227,7 @@ impl Assembler {
             row: None,
             prev_open_end: None,
             closed_key: None,
+            last_vals: vec![f32::NAN; n],
             last_emitted_end: None,
             pending: Discontinuity::default(),
             seq: 0,
@@ -533,10 +545,33 @@ impl Assembler {
             self.last_closed.copy_from(&self.seen);
             self.last_closed_valid = true;
         }
-        if let Some(f) = self.frame.take() {
+        if let Some(mut f) = self.frame.take() {
             let complete = !self.set.is_empty() && self.seen.is_superset_of(&self.set);
+            let fill = !complete
+                && !self.emitted
+                && !self.set.is_empty()
+                && self.cfg.missing != MissingChannelPolicy::Skip
+                && self.in_set > 0;
             if complete && (adopted || !self.emitted) {
                 // Complete under the (re-)learned set: emit late rather than lose it.
+                let now = Instant::now();
+                self.emit(f, now, io);
+            } else if fill {
+                // Missing channels filled (NaN or last value), counted; the block goes out.
+                if let Some(fm) = Arc::get_mut(&mut f) {
+                    let ns = self.num_samples;
+                    for &c in self.set.as_slice() {
+                        if !self.seen.contains(c) {
+                            let v = match self.cfg.missing {
+                                MissingChannelPolicy::Hold => self.last_vals[c as usize],
+                                _ => f32::NAN,
+                            };
+                            fm.row_mut(c, ns).fill(v);
+                            self.counters.rows_filled += 1;
+                        }
+                    }
+                }
+                self.counters.blocks_filled += 1;
                 let now = Instant::now();
                 self.emit(f, now, io);
             } else {
@@ -577,6 +612,11 @@ impl Assembler {
         self.last_emitted_end = Some(self.key.saturating_add(self.num_samples as i64));
         f.arrival = now;
         f.header_timestamp_ms = self.last_ts;
+        if self.cfg.missing == MissingChannelPolicy::Hold && self.num_samples > 0 {
+            for &c in self.set.as_slice() {
+                self.last_vals[c as usize] = f.sample(c, self.num_samples - 1);
+            }
+        }
         self.counters.blocks_emitted += 1;
         io.emit(frame);
     }
@@ -838,6 +878,40 @@ mod tests {
         feed(&mut a, &mut io, &hdr(mn, 1, 6, 2)).unwrap();
         assert_eq!(io.1.last().unwrap().sample_num, 6, "pipeline keeps going");
         assert_eq!(a.counters.malformed_total(), 7);
+    }
+
+    #[test]
+    fn missing_channels_filled_with_nan_or_last_value() {
+        for (policy, want) in [
+            (MissingChannelPolicy::Nan, None),
+            (MissingChannelPolicy::Hold, Some(1005.0f32)),
+        ] {
+            let mut a = Assembler::new(AssemblerConfig {
+                max_channels: 64,
+                max_block_samples: 64,
+                missing: policy,
+                ..Default::default()
+            });
+            let (mut io, mut mn) = (io(8), 0);
+            blocks(&mut a, &mut io, &mut mn, 0, 3, 2, &[0, 1, 2]);
+            // Block at 6: channel 1 lost upstream.
+            mn += 1;
+            feed(&mut a, &mut io, &hdr(mn, 0, 6, 2)).unwrap();
+            mn += 2;
+            feed(&mut a, &mut io, &hdr(mn, 2, 6, 2)).unwrap();
+            blocks(&mut a, &mut io, &mut mn, 8, 1, 2, &[0, 1, 2]);
+            let f =
+                io.1.iter()
+                    .find(|f| f.sample_num == 6)
+                    .expect("block 6 sent");
+            assert_eq!(f.row(0), &[6.0, 7.0]);
+            match want {
+                None => assert!(f.row(1).iter().all(|v| v.is_nan())),
+                Some(v) => assert_eq!(f.row(1), &[v, v], "last value of channel 1 (sample 5)"),
+            }
+            assert_eq!((a.counters.blocks_filled, a.counters.rows_filled), (1, 1));
+            assert_eq!(a.counters.blocks_incomplete_upstream, 0);
+        }
     }
 
     #[test]

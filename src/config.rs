@@ -504,6 +504,42 @@ pub struct PerformanceConfig {
     /// largest number of samples per channel accepted in one data message
     /// (1..=1048576). Default 2048.
     pub max_block_samples: u32,
+    /// `performance.missing_channel_policy` (**new**): what to do with a block that is still
+    /// missing channels when the next block starts (upstream loss, e.g. the plugin's PUB
+    /// queue overflowing at 1000+ channels): `skip` (drop the block, default), `nan` (send it
+    /// with the missing channels as NaN) or `hold` (with each missing channel's last value).
+    pub missing_channel_policy: MissingChannelPolicy,
+}
+
+/// What to do with a block that lacks some channels of the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingChannelPolicy {
+    /// Drop the block (counted).
+    Skip,
+    /// Send it with the missing channels as NaN (counted).
+    Nan,
+    /// Send it with each missing channel's last sent value (counted).
+    Hold,
+}
+
+impl MissingChannelPolicy {
+    /// JSON spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MissingChannelPolicy::Skip => "skip",
+            MissingChannelPolicy::Nan => "nan",
+            MissingChannelPolicy::Hold => "hold",
+        }
+    }
+    /// Parses the JSON spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "skip" => MissingChannelPolicy::Skip,
+            "nan" => MissingChannelPolicy::Nan,
+            "hold" => MissingChannelPolicy::Hold,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for PerformanceConfig {
@@ -519,6 +555,7 @@ impl Default for PerformanceConfig {
             pin_threads: true,
             max_channels: 1024,
             max_block_samples: 2048,
+            missing_channel_policy: MissingChannelPolicy::Skip,
         }
     }
 }
@@ -904,6 +941,7 @@ fn parse_performance(
             "pin_threads",
             "max_channels",
             "max_block_samples",
+            "missing_channel_policy",
         ],
         w,
     );
@@ -947,6 +985,14 @@ fn parse_performance(
     }
     if let Some(v) = m.get("max_channels") {
         pf.max_channels = int_in(v, &p("max_channels"), 1, 16_384)?;
+    }
+    if let Some(v) = m.get("missing_channel_policy") {
+        pf.missing_channel_policy = choice(
+            v,
+            &p("missing_channel_policy"),
+            MissingChannelPolicy::parse,
+            "skip, nan, hold",
+        )?;
     }
     if let Some(v) = m.get("max_block_samples") {
         pf.max_block_samples = int_in(v, &p("max_block_samples"), 1, 1_048_576)?;
@@ -1299,6 +1345,10 @@ impl Config {
             (
                 "performance.max_block_samples",
                 pf.max_block_samples.to_string(),
+            ),
+            (
+                "performance.missing_channel_policy",
+                js(pf.missing_channel_policy.as_str()),
             ),
         ]
     }

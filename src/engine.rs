@@ -69,6 +69,8 @@ pub const RX_COUNTERS: &[&str] = &[
     "bad_event",
     "bad_spike",
     "late_msgs",
+    "blocks_filled",
+    "rows_filled",
 ];
 const RX_MALFORMED_BASE: usize = 25;
 
@@ -348,8 +350,9 @@ impl Report {
         let mark = |b: bool| if b { "balanced" } else { "NOT BALANCED" };
         let mut ok = b1;
         let mut text = format!(
-            "ledger     blocks received {opened} = sent on {emitted} + incomplete {inc} + incomplete(upstream loss) {up} \
-             + learning {learn} + no free frame {noframe}  [{}]; upstream: {} messages missing by message_num, {} samples by sample_num",
+            "ledger     blocks received {opened} = sent on {emitted} (of which {} with missing channels filled) + incomplete {inc} \
+             + incomplete(upstream loss) {up} + learning {learn} + no free frame {noframe}  [{}]; upstream: {} messages missing by message_num, {} samples by sample_num",
+            self.rx("blocks_filled"),
             mark(b1),
             self.rx("upstream_missing_msgs"),
             self.rx("upstream_missing_samples"),
@@ -694,6 +697,7 @@ impl Engine {
             min_deadline: Duration::from_millis(100),
             data_timeout: Duration::from_secs_f64(cfg.zmq.data_timeout_seconds),
             auto_reinit: cfg.zmq.auto_reinit_on_timeout,
+            missing: cfg.performance.missing_channel_policy,
         };
         let rx_shared = shared.clone();
         let links: Vec<ShardLink> = producers
@@ -1034,6 +1038,8 @@ fn publish_rx(
         r.set(RX_MALFORMED_BASE + k, *v);
     }
     r.set(RX_MALFORMED_BASE + Malformed::COUNT, c.late_msgs);
+    r.set(RX_MALFORMED_BASE + Malformed::COUNT + 1, c.blocks_filled);
+    r.set(RX_MALFORMED_BASE + Malformed::COUNT + 2, c.rows_filled);
     for (l, t) in io.links.iter().zip(&shared.tx) {
         t.set(TX_DROPPED_NEWEST, l.dropped_newest);
         t.set(TX_BLOCK_WAITS, l.block_waits);
@@ -1828,7 +1834,7 @@ mod tests {
 
     #[test]
     fn counter_tables_line_up() {
-        assert_eq!(RX_COUNTERS.len(), RX_MALFORMED_BASE + Malformed::COUNT + 1);
+        assert_eq!(RX_COUNTERS.len(), RX_MALFORMED_BASE + Malformed::COUNT + 3);
         for (k, m) in Malformed::ALL.iter().enumerate() {
             assert_eq!(RX_COUNTERS[RX_MALFORMED_BASE + k], m.name());
         }

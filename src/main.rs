@@ -502,14 +502,17 @@ fn final_report(
     );
     let _ = writeln!(
         s,
-        "blocks     emitted {}  incomplete {}  incomplete(upstream loss) {}  while learning channels {}  no free frame {}  restarts {}  loops {}  stream changes {}  channel-set changes {}",
+        "blocks     emitted {} (filled {}, {} channel rows)  incomplete {}  incomplete(upstream loss) {}  while learning channels {}  no free frame {}  restarts {}  loops {}  late msgs {}  stream changes {}  channel-set changes {}",
         get(&r.rx, "blocks_emitted"),
+        get(&r.rx, "blocks_filled"),
+        get(&r.rx, "rows_filled"),
         get(&r.rx, "blocks_incomplete"),
         get(&r.rx, "blocks_incomplete_upstream"),
         get(&r.rx, "blocks_learning"),
         get(&r.rx, "blocks_no_frame"),
         get(&r.rx, "restarts"),
         get(&r.rx, "backward_jumps"),
+        get(&r.rx, "late_msgs"),
         get(&r.rx, "stream_changes"),
         get(&r.rx, "channel_set_changes"),
     );
@@ -540,6 +543,7 @@ fn final_report(
     let malformed: Vec<String> =
         r.rx.iter()
             .skip_while(|(k, _)| *k != "bad_envelope")
+            .take_while(|(k, _)| *k != "late_msgs")
             .filter(|(_, v)| *v > 0)
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
