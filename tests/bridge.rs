@@ -323,3 +323,36 @@ fn a_dead_thread_stops_the_bridge_as_a_failure() {
     let r = eng.shutdown();
     assert!(r.failed);
 }
+
+#[test]
+fn portable_udp_path_carries_the_same_bytes() {
+    // The plain send() loop macOS and Windows use, forced on Linux.
+    let ctx = zmq::Context::new();
+    let (mut publ, zport) = publisher(&ctx);
+    let (rx, oport) = receiver();
+    let mut cfg = config(zport, oport);
+    cfg.osc.processing.downsampling_factor = 1;
+    let opts = zmq2osc::engine::EngineOptions {
+        verbose: false,
+        sender: zmq2osc::net::SenderOptions {
+            force_portable: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let eng = zmq2osc::engine::Engine::start(&cfg, &opts).unwrap();
+    assert_eq!(eng.layout().outputs[0].udp_backend, "portable");
+    publ.wait_for_subscriber(WAIT).unwrap();
+    for b in 0..3 {
+        send_block(&mut publ, &[0, 3], b * 8, 8);
+    }
+    let msgs = recv_until(&rx, |m| m.len() >= 16);
+    assert_eq!(msgs.len(), 16);
+    for (i, (addr, args)) in msgs.iter().enumerate() {
+        let j = 8 + i as i64;
+        assert_eq!(addr, "/data/sample");
+        assert_eq!(floats(args), vec![v(0, j), v(3, j)]);
+    }
+    let r = eng.shutdown();
+    assert!(r.ledger().1, "{}", r.ledger().0);
+}
