@@ -475,6 +475,13 @@ pub fn render(
         ),
         None => "  bridge_added: no block sent yet".into(),
     });
+    if let Some((p50, p99, _)) = s.publisher_to_wire {
+        lines.push(format!(
+            "  end to end from the GUI's header timestamp: p50 {:.1} ms   p99 {:.1} ms   (ms resolution; needs synced clocks)",
+            p50 as f64 / 1e6,
+            p99 as f64 / 1e6
+        ));
+    }
 
     out.push_str("\x1b[H");
     let n = lines.len().min(rows.max(1));
@@ -541,6 +548,7 @@ mod tests {
             last_message_age: Some(0.004),
             process: None,
             bridge_added: None,
+            publisher_to_wire: None,
         }
     }
 

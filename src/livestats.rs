@@ -35,6 +35,9 @@ pub struct Sample {
     /// `bridge_added` latency so far: p50 and p99 in ns, and the count (`None` before the
     /// first value). The hot threads hand their histograms over once a second.
     pub bridge_added: Option<(u64, u64, u64)>,
+    /// `publisher_to_wire` so far (the GUI's header timestamp → send; ms resolution, needs the
+    /// GUI's clock to match this machine's): p50, p99 in ns, count.
+    pub publisher_to_wire: Option<(u64, u64, u64)>,
 }
 
 /// Process CPU time and resident memory.
@@ -131,6 +134,7 @@ impl Sample {
             last_message_age,
             process: read_process(),
             bridge_added: shared.latency_summary("bridge_added"),
+            publisher_to_wire: shared.latency_summary("publisher_to_wire"),
         }
     }
     /// A receiver counter by name (0 if unknown).
@@ -328,6 +332,10 @@ pub fn json_line(cur: &Sample, prev: &Sample, ring_capacity: usize, last: bool) 
             m.insert("bridge_added_p50_ms".into(), num(p50 as f64 / 1e6));
             m.insert("bridge_added_p99_ms".into(), num(p99 as f64 / 1e6));
             m.insert("bridge_added_count".into(), Value::from(n));
+            if let Some((p50, p99, _)) = cur.publisher_to_wire {
+                m.insert("publisher_to_wire_p50_ms".into(), num(p50 as f64 / 1e6));
+                m.insert("publisher_to_wire_p99_ms".into(), num(p99 as f64 / 1e6));
+            }
             Value::Object(m)
         }
         None => Value::Null,
@@ -394,6 +402,7 @@ mod tests {
                 last_message_age: None,
                 process: None,
                 bridge_added: None,
+                publisher_to_wire: None,
             }
         };
         let a = mk(t0, 0, 0);
