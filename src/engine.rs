@@ -15,7 +15,7 @@
 //! stops the bridge and is reported as a failure.
 
 use crate::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
-use crate::config::{Config, OutputFormatKind, OverflowStrategy, PerformanceMode};
+use crate::config::{Config, OverflowStrategy, PerformanceMode};
 use crate::frame::{frame_bytes, EventBuffer, Frame};
 use crate::metrics::{span, CounterBlock, Latencies, LatencyCollector, LatencyPublisher};
 use crate::net::{RateLimitedLog, SenderOptions, UdpSender};
@@ -466,12 +466,7 @@ pub fn output_specs(cfg: &Config) -> Vec<OutputSpec> {
             pacing: o.pacing,
             multicast_ttl: o.multicast_ttl,
             format: OutputFormat {
-                mode: match o.format {
-                    OutputFormatKind::Sample => Mode::Sample,
-                    OutputFormatKind::Batch => Mode::Batch,
-                    OutputFormatKind::PerChannel => Mode::PerChannel,
-                    OutputFormatKind::Blob => Mode::Blob,
-                },
+                mode: o.format,
                 base_address: o.base_address.clone(),
                 channel_address_format: o.address.clone(),
                 factor: o.downsampling_factor as usize,

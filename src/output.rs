@@ -32,18 +32,8 @@ pub const TRANSMIT_BATCH: usize = 256;
 /// Longest OSC address the pipeline builds (bytes).
 pub const MAX_ADDRESS: usize = 240;
 
-/// What the pipeline sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `{base}/sample` + N floats per output row.
-    Sample,
-    /// `{base}/batch/<k>` + `i` N + N·k floats, channel-major.
-    Batch,
-    /// One message per channel per output row, address from the channel template.
-    PerChannel,
-    /// `{base}/blob` + `i` N + `i` k + blob of N·k big-endian floats, channel-major.
-    Blob,
-}
+/// What the pipeline sends (the config's `format`): sample, batch, per-channel or blob.
+pub use crate::config::OutputFormatKind as Mode;
 
 /// Format of one output.
 #[derive(Debug, Clone)]

@@ -1,33 +1,11 @@
 //! The binary as a user runs it: generated config files, flags, exit codes, the demo with the
 //! built-in simulator, and a graceful SIGTERM.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{bridge_bin as bin, free_ports as ports, tempdir};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("z2o-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A free TCP port whose +1 is free too, and a free UDP port.
-fn ports() -> (u16, u16) {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            return (p, u.local_addr().unwrap().port());
-        }
-    }
-    panic!("no ports");
-}
 
 /// The exact files of spec §3.9, typed in (no trailing newline).
 const MINIMAL: &str = "{\n  \"zmq\": {\n    \"host\": \"localhost\",\n    \"data_port\": 5556,\n    \"app_uuid\": \"1618\"\n  },\n  \"osc\": {\n    \"host\": \"127.0.0.1\",\n    \"port\": 10000,\n    \"base_address\": \"/data\",\n    \"processing\": {\n      \"downsampling_factor\": 30,\n      \"downsampling_method\": \"average\",\n      \"enable_batching\": false,\n      \"batch_size\": 1\n    }\n  },\n  \"performance\": {\n    \"zmq_not_responding_timeout\": 10.0,\n    \"zmq_data_timeout_seconds\": 2.0,\n    \"zmq_auto_reinit_on_timeout\": true,\n    \"osc_queue_max_size\": 100,\n    \"osc_queue_overflow_strategy\": \"drop_oldest\"\n  }\n}";

@@ -2,32 +2,9 @@
 //! `--stats-interval`, every counter by name, growing; without it, the JSON lines go to stdout
 //! (stdout is a pipe here, so the dashboard stays off) before the final report.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("z2o-headless-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A free TCP port whose +1 is free too, and a free UDP port (as in tests/cli.rs).
-fn ports() -> (u16, u16) {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            return (p, u.local_addr().unwrap().port());
-        }
-    }
-    panic!("no ports");
-}
+use common::{bridge_bin as bin, free_ports as ports, tempdir};
 
 fn run(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let (zp, op) = ports();

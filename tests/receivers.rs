@@ -10,6 +10,9 @@
 //! `cargo test --test receivers -- --ignored` (`.ci/run` installs the programs first). A
 //! missing program makes its test fail, never skip.
 
+mod common;
+
+use common::free_ports as ports;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,19 +27,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn receivers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/receivers")
-}
-
-/// A free TCP port whose +1 is free too (ZMQ data + heartbeat), and a free UDP port.
-fn ports() -> (u16, u16) {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            return (p, u.local_addr().unwrap().port());
-        }
-    }
-    panic!("no ports");
 }
 
 /// Starts an external receiver; a missing program is a test failure with an install hint.

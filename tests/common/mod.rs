@@ -128,3 +128,29 @@ pub fn send_block_on(
         .unwrap();
     }
 }
+
+/// The bridge binary built for these tests.
+pub fn bridge_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("z2o-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A free TCP port whose +1 is free too (ZMQ data + heartbeat), and a free UDP port.
+pub fn free_ports() -> (u16, u16) {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            return (p, u.local_addr().unwrap().port());
+        }
+    }
+    panic!("no free ports");
+}
