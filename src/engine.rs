@@ -1065,6 +1065,7 @@ fn run_receiver(
     verbose: bool,
     mut lat_pub: LatencyPublisher,
 ) -> Latencies {
+    let max_channels = io.names.len();
     let mut lat = Latencies::new();
     let mut env = [0u8; 16];
     let mut hdr = vec![0u8; 64 * 1024];
@@ -1237,10 +1238,35 @@ fn run_receiver(
                             }
                         }
                     }
-                    Err(
-                        Reject::Malformed(_) | Reject::NotInSet | Reject::NoFrame | Reject::Late,
-                    ) => {
+                    Err(reject) => {
                         drain(&sub, &mut scratch);
+                        // Above a configured cap: say which cap, at most once a second (the
+                        // message is only formatted when it is printed).
+                        let cap = match reject {
+                            Reject::Malformed(Malformed::ChannelOutOfRange) => Some((
+                                "channel_num",
+                                d.channel_num,
+                                "performance.max_channels",
+                                max_channels as i64,
+                            )),
+                            Reject::Malformed(Malformed::BadNumSamples) if d.num_samples > 0 => {
+                                Some((
+                                    "num_samples",
+                                    d.num_samples,
+                                    "performance.max_block_samples",
+                                    max_block as i64,
+                                ))
+                            }
+                            _ => None,
+                        };
+                        if let Some((what, value, key, limit)) = cap {
+                            if verbose && log.admit(crate::net::LogKind::TooBig, now).is_some() {
+                                eprintln!(
+                                    "zmq_rx: dropped a message with {what} {value}: the cap is {key} = {limit} \
+                                     (raise it in the config if this is real data); counted as malformed"
+                                );
+                            }
+                        }
                     }
                 }
             }
