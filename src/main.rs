@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use zmq2osc::cli::{exit, Args};
 use zmq2osc::config::{Config, LogLevel, FULL_CONFIG_JSON, MINIMAL_CONFIG_JSON};
 use zmq2osc::dashboard::{self, Dashboard, DashboardInfo};
-use zmq2osc::engine::{self, Engine, EngineOptions, Shared, HB_STATES};
+use zmq2osc::engine::{self, Engine, EngineOptions};
 use zmq2osc::net::SenderOptions;
 use zmq2osc::output::Mode;
 use zmq2osc::{livestats, sim, sink};
@@ -251,8 +251,7 @@ fn run(args: Args) -> Result<u8, Fail> {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64);
     let mut next_hist = hist_every.map(|i| started + i);
-    let mut prev = Snapshot::take(eng.shared());
-    let mut prev_t = started;
+    let mut prev_status = prev_sample.clone();
     let mut failed_early = false;
     loop {
         std::thread::sleep(Duration::from_millis(20));
@@ -274,26 +273,16 @@ fn run(args: Args) -> Result<u8, Fail> {
         }
         if let (Some(i), Some(t)) = (interval, next_stats) {
             if now >= t {
-                let cur = Snapshot::take(eng.shared());
+                let sample = livestats::Sample::take(&shared, started);
                 if let Some(w) = stats_out.as_mut() {
-                    let sample = livestats::Sample::take(&shared, started);
                     let line = livestats::json_line(&sample, &prev_sample, ring_capacity, false);
                     write_json_line(w.as_mut(), &line);
-                    prev_sample = sample;
+                    prev_sample = sample.clone();
                 }
                 if status_lines {
-                    eprintln!(
-                        "{}",
-                        status_line(
-                            &cur,
-                            &prev,
-                            now.duration_since(prev_t),
-                            now.duration_since(started)
-                        )
-                    );
+                    eprintln!("{}", status_line(&sample, &prev_status));
                 }
-                prev = cur;
-                prev_t = now;
+                prev_status = sample;
                 next_stats = Some(t + i);
             }
         }
@@ -417,49 +406,34 @@ fn print_startup(cfg: &Config, eng: &Engine) {
     eprintln!("  pinning    {}", l.pinning);
 }
 
-#[derive(Clone)]
-struct Snapshot {
-    rx: Vec<(&'static str, u64)>,
-    tx: Vec<(&'static str, u64)>,
-    hb_state: u64,
-}
-
-impl Snapshot {
-    fn take(s: &Shared) -> Snapshot {
-        Snapshot {
-            rx: s.rx.snapshot(),
-            tx: s.tx[0].snapshot(),
-            hb_state: s.hb.by_name("state"),
-        }
-    }
-    fn rx(&self, n: &str) -> u64 {
-        self.rx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
-    }
-    fn tx(&self, n: &str) -> u64 {
-        self.tx.iter().find(|(k, _)| *k == n).map_or(0, |x| x.1)
-    }
-}
-
-fn status_line(cur: &Snapshot, prev: &Snapshot, dt: Duration, t: Duration) -> String {
-    let s = dt.as_secs_f64().max(1e-6);
-    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / s;
+/// The stderr status line, from the same samples as the JSON stats (outputs summed).
+fn status_line(cur: &livestats::Sample, prev: &livestats::Sample) -> String {
+    let r = livestats::Rates::between(prev, cur);
+    let d = cur.drops();
+    let lat = cur.bridge_added.map_or(String::new(), |(p50, p99, _)| {
+        format!(
+            " | bridge_added p50 {:.2} p99 {:.2} ms",
+            p50 as f64 / 1e6,
+            p99 as f64 / 1e6
+        )
+    });
     format!(
         "[{:7.1}s] zmq {:>7.0} msg/s {:>4.0} blocks/s {} ch @ {:.1} Hz | osc {:>7.0} dgram/s {:>6.2} MB/s queue {} | \
-         lost: incomplete {} upstream-msgs {} policy {} send {} malformed {} | heartbeat {}",
-        t.as_secs_f64(),
-        rate(cur.rx("messages"), prev.rx("messages")),
-        rate(cur.rx("blocks_emitted"), prev.rx("blocks_emitted")),
+         lost: incomplete {} upstream-msgs {} policy {} send {} malformed {} | heartbeat {}{lat}",
+        cur.t,
+        r.zmq_msgs,
+        r.blocks,
         cur.rx("channels"),
-        cur.rx("sample_rate_mhz") as f64 / 1000.0,
-        rate(cur.tx("sent"), prev.tx("sent")),
-        rate(cur.tx("bytes"), prev.tx("bytes")) / 1e6,
+        cur.sample_rate_hz(),
+        r.datagrams,
+        r.mbytes,
         cur.tx("queued"),
-        cur.rx("blocks_incomplete") + cur.rx("blocks_incomplete_upstream"),
-        cur.rx("upstream_missing_msgs"),
-        cur.rx("dropped_newest") + cur.tx("dropped_oldest"),
-        cur.tx("send_dropped"),
-        cur.rx("malformed"),
-        HB_STATES.get(cur.hb_state as usize).unwrap_or(&"?"),
+        d.incomplete + d.incomplete_upstream,
+        d.upstream_missing_msgs,
+        d.dropped_newest + d.dropped_oldest,
+        d.send_failed,
+        d.malformed,
+        cur.hb_state(),
     )
 }
 
