@@ -184,6 +184,8 @@ pub struct Assembler {
     lossy: bool,
     deadline: Instant,
     deadline_span: Duration,
+    /// When the open block's latest message arrived (arrival of a block emitted late).
+    last_msg_at: Instant,
     last_ts: Option<i64>,
     // The row being received.
     row: Option<u32>,
@@ -191,6 +193,8 @@ pub struct Assembler {
     closed_key: Option<i64>,
     /// Last sample sent per channel (for the `hold` policy).
     last_vals: Vec<f32>,
+    /// Closing because the bridge stops (no fill).
+    stopping: bool,
     last_emitted_end: Option<i64>,
     pending: Discontinuity,
     seq: u64,
@@ -223,11 +227,13 @@ impl Assembler {
             lossy: false,
             deadline: Instant::now(),
             deadline_span: Duration::ZERO,
+            last_msg_at: Instant::now(),
             last_ts: None,
             row: None,
             prev_open_end: None,
             closed_key: None,
             last_vals: vec![f32::NAN; n],
+            stopping: false,
             last_emitted_end: None,
             pending: Discontinuity::default(),
             seq: 0,
@@ -255,8 +261,12 @@ impl Assembler {
         if let Some(last) = self.last_msg_num {
             if n == last.wrapping_add(1) {
                 // in order
+            } else if n == last {
+                // A duplicate (not a restart): nothing to count against the stream.
             } else if n > last {
-                self.counters.upstream_missing_msgs += (n - last - 1) as u64;
+                let missing = n.saturating_sub(last).saturating_sub(1) as u64;
+                self.counters.upstream_missing_msgs =
+                    self.counters.upstream_missing_msgs.saturating_add(missing);
                 self.mark_gap();
             } else if last > i32::MAX as i64 - 1_000_000 && n < i32::MIN as i64 + 1_000_000 {
                 // int32 wrap of the plugin's counter (§1.7).
@@ -384,6 +394,7 @@ impl Assembler {
         // The deadline runs from the block's latest message: a slow but steady publisher is
         // never cut off mid-block.
         self.deadline = now + self.deadline_span;
+        self.last_msg_at = now;
         if self.set.contains(ch) {
             self.in_set += 1;
         }
@@ -438,7 +449,10 @@ impl Assembler {
 
     /// Closes the open block (at shutdown): emits it if complete, else drops it and counts.
     pub fn flush(&mut self, io: &mut dyn FrameIo) {
+        // A block cut off by the stop is not filled: its missing channels were never lost.
+        self.stopping = true;
         self.close(io);
+        self.stopping = false;
     }
 
     /// True while a block is open (counted in `blocks_opened`, not yet ended).
@@ -486,6 +500,7 @@ impl Assembler {
             layout: true,
         };
         self.prev_open_end = None;
+        self.closed_key = None;
         self.last_emitted_end = None;
     }
 
@@ -493,7 +508,10 @@ impl Assembler {
         if let Some(end) = self.prev_open_end {
             if key > end {
                 self.counters.upstream_sample_gaps += 1;
-                self.counters.upstream_missing_samples += (key - end) as u64;
+                self.counters.upstream_missing_samples = self
+                    .counters
+                    .upstream_missing_samples
+                    .saturating_add(key.saturating_sub(end) as u64);
             } else if key < end {
                 self.counters.backward_jumps += 1;
             }
@@ -508,9 +526,13 @@ impl Assembler {
         self.emitted = false;
         self.lossy = false;
         self.last_ts = None;
-        let block = Duration::from_secs_f64(ns as f64 / self.rate);
-        self.deadline_span = (block * 2).max(self.cfg.min_deadline);
+        // Rates are validated (≥ 0.001 Hz); still, never let a duration overflow.
+        let block = Duration::try_from_secs_f64(2.0 * ns as f64 / self.rate)
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(3600));
+        self.deadline_span = block.max(self.cfg.min_deadline);
         self.deadline = now + self.deadline_span;
+        self.last_msg_at = now;
         self.frame = io.take();
         if self.frame.is_none() {
             self.counters.blocks_no_frame += 1;
@@ -527,7 +549,25 @@ impl Assembler {
         self.row = None;
         self.closed_key = Some(self.key);
         let mut adopted = false;
-        if self.lossy {
+        if self.lossy && self.set.is_empty() && self.cfg.missing != MissingChannelPolicy::Skip {
+            // Every block may lose messages upstream (1000+ channels at the plugin's default
+            // high-water mark): learn the union of channels seen, once it stops growing.
+            let was_valid = self.last_closed_valid;
+            if !was_valid {
+                self.last_closed.clear();
+            }
+            let before = self.last_closed.len();
+            for &c in self.seen.as_slice() {
+                self.last_closed.insert(c);
+            }
+            if was_valid && self.last_closed.len() == before && before > 0 {
+                self.set.copy_from(&self.last_closed);
+                self.generation = self.generation.wrapping_add(1);
+                self.pending.layout = true;
+                self.counters.channel_set_changes += 1;
+            }
+            self.last_closed_valid = true;
+        } else if self.lossy {
             self.last_closed_valid = false;
         } else {
             if self.seen != self.set
@@ -548,14 +588,14 @@ impl Assembler {
         if let Some(mut f) = self.frame.take() {
             let complete = !self.set.is_empty() && self.seen.is_superset_of(&self.set);
             let fill = !complete
+                && !self.stopping
                 && !self.emitted
                 && !self.set.is_empty()
                 && self.cfg.missing != MissingChannelPolicy::Skip
                 && self.in_set > 0;
             if complete && (adopted || !self.emitted) {
                 // Complete under the (re-)learned set: emit late rather than lose it.
-                let now = Instant::now();
-                self.emit(f, now, io);
+                self.emit(f, self.last_msg_at, io);
             } else if fill {
                 // Missing channels filled (NaN or last value), counted; the block goes out.
                 if let Some(fm) = Arc::get_mut(&mut f) {
@@ -572,8 +612,7 @@ impl Assembler {
                     }
                 }
                 self.counters.blocks_filled += 1;
-                let now = Instant::now();
-                self.emit(f, now, io);
+                self.emit(f, self.last_msg_at, io);
             } else {
                 if self.set.is_empty() {
                     self.counters.blocks_learning += 1;
@@ -912,6 +951,69 @@ mod tests {
             assert_eq!((a.counters.blocks_filled, a.counters.rows_filled), (1, 1));
             assert_eq!(a.counters.blocks_incomplete_upstream, 0);
         }
+    }
+
+    #[test]
+    fn fill_policy_learns_the_set_under_chronic_upstream_loss() {
+        let mut a = Assembler::new(AssemblerConfig {
+            max_channels: 64,
+            max_block_samples: 64,
+            missing: MissingChannelPolicy::Nan,
+            ..Default::default()
+        });
+        let (mut io, mut mn) = (io(8), 0);
+        // Every block loses one message upstream (a different channel each time).
+        for b in 0..6i64 {
+            for c in 0..4i64 {
+                mn += 1;
+                if c == b % 4 {
+                    continue;
+                }
+                let _ = feed(&mut a, &mut io, &hdr(mn, c, b * 2, 2));
+            }
+        }
+        assert_eq!(a.channel_set(), &[0, 1, 2, 3]);
+        assert!(a.counters.blocks_filled >= 1, "{:?}", a.counters);
+    }
+
+    #[test]
+    fn stop_does_not_fill_a_block_cut_off_mid_way() {
+        let mut a = Assembler::new(AssemblerConfig {
+            max_channels: 64,
+            max_block_samples: 64,
+            missing: MissingChannelPolicy::Nan,
+            ..Default::default()
+        });
+        let (mut io, mut mn) = (io(8), 0);
+        blocks(&mut a, &mut io, &mut mn, 0, 3, 2, &[0, 1, 2]);
+        let sent = io.1.len();
+        mn += 1;
+        feed(&mut a, &mut io, &hdr(mn, 0, 6, 2)).unwrap();
+        a.flush(&mut io);
+        assert_eq!(io.1.len(), sent);
+        assert_eq!(a.counters.blocks_filled, 0);
+    }
+
+    #[test]
+    fn duplicate_message_num_is_not_a_restart_and_stream_change_forgets_closed_key() {
+        let (mut a, mut io) = (asm(), io(8));
+        let now = Instant::now();
+        a.observe_message_num(Some(5), now, &mut io);
+        a.observe_message_num(Some(5), now, &mut io);
+        assert_eq!(a.counters.restarts, 0);
+        let mut mn = 5;
+        blocks(&mut a, &mut io, &mut mn, 0, 3, 2, &[0, 1]);
+        // A new stream whose first block has the sample_num the old stream's last block had.
+        for b in 0..3 {
+            for c in [0, 1] {
+                mn += 1;
+                let mut h = hdr(mn, c, 4 + b * 2, 2);
+                h.stream = Cow::Borrowed("other");
+                let _ = feed(&mut a, &mut io, &h);
+            }
+        }
+        assert_eq!(a.counters.late_msgs, 0);
+        assert_eq!(a.counters.stream_changes, 1);
     }
 
     #[test]

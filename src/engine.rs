@@ -800,8 +800,6 @@ impl Engine {
         self.request_stop();
         let mut failed = self.shared.failed.load(Ordering::SeqCst);
         let mut latencies = Latencies::new();
-        let handed_over = self.shared.latencies_so_far();
-        latencies.merge(&handed_over);
         if let Some(h) = self.rx.take() {
             match h.join() {
                 Ok(l) => latencies.merge(&l),
@@ -819,6 +817,9 @@ impl Engine {
                 failed = true;
             }
         }
+        // Everything the threads handed over while running (collected after they stopped,
+        // so nothing is left in the rings), plus what each returned.
+        latencies.merge(&self.shared.latencies_so_far());
         Report {
             latencies,
             rx: self.shared.rx.snapshot(),
@@ -875,7 +876,8 @@ impl RxIo {
 
     /// Publishes stream and channel names for a new layout (on layout changes only).
     fn publish_layout(&mut self, f: &Frame) {
-        if self.published_generation == Some(f.layout_generation) {
+        // Events-only frames carry no layout; never publish from them.
+        if f.num_samples == 0 || self.published_generation == Some(f.layout_generation) {
             return;
         }
         self.published_generation = Some(f.layout_generation);
@@ -1133,6 +1135,8 @@ fn run_receiver(
                 {
                     eprintln!("zmq_rx: receive error: {e}");
                 }
+                // A persistent error must not spin a core.
+                thread::sleep(Duration::from_millis(1));
                 continue;
             }
         };
@@ -1174,6 +1178,7 @@ fn run_receiver(
             Ok(hn) => hn,
             Err(_) => {
                 zmq_errors += 1;
+                drain(&sub, &mut scratch);
                 continue;
             }
         };
@@ -1550,9 +1555,12 @@ fn run_shard(
                             done.duration_since(f.arrival).as_nanos() as u64,
                         );
                         if let Some(ts) = f.header_timestamp_ms {
-                            let d = wall_ms() - ts;
+                            let d = wall_ms().saturating_sub(ts);
                             if d >= 0 {
-                                tx.lat.record(span::PUBLISHER_TO_WIRE, d as u64 * 1_000_000);
+                                tx.lat.record(
+                                    span::PUBLISHER_TO_WIRE,
+                                    (d as u64).saturating_mul(1_000_000),
+                                );
                             }
                         }
                     }

@@ -35,8 +35,10 @@ impl SlabMem {
     /// `len` zeroed floats (an anonymous mapping on Unix, the heap elsewhere or if mapping fails).
     pub fn zeroed(len: usize) -> SlabMem {
         #[cfg(unix)]
-        if len > 0 {
-            let bytes = len * std::mem::size_of::<f32>();
+        if let Some(bytes) = len
+            .checked_mul(std::mem::size_of::<f32>())
+            .filter(|_| len > 0)
+        {
             // SAFETY: a fresh private anonymous mapping; no existing memory is affected. The
             // result is checked against MAP_FAILED before use.
             let p = unsafe {

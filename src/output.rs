@@ -251,7 +251,6 @@ pub struct OutputPipeline {
     fifo: VecDeque<(u64, Instant, Option<i64>)>,
     part_seq: u32,
     wall_of_arrival: SystemTime,
-    frame_arrival: Instant,
     frame_rate: f64,
     frame_len: usize,
     frame_sample: i64,
@@ -327,7 +326,6 @@ impl OutputPipeline {
             fifo: VecDeque::with_capacity(FIFO_CAP),
             part_seq: 0,
             wall_of_arrival: SystemTime::now(),
-            frame_arrival: Instant::now(),
             frame_rate: 30000.0,
             frame_len: 0,
             frame_sample: 0,
@@ -352,10 +350,11 @@ impl OutputPipeline {
     /// Processes one frame and sends what it produces (partial batches wait for their
     /// timer; see [`OutputPipeline::poll`]).
     pub fn process(&mut self, f: &Frame, now: Instant, tx: &mut dyn Transmit) {
-        self.frame_arrival = f.arrival;
-        self.wall_of_arrival = SystemTime::now()
-            .checked_sub(now.saturating_duration_since(f.arrival))
-            .unwrap_or(UNIX_EPOCH);
+        if f.num_samples > 0 {
+            self.wall_of_arrival = SystemTime::now()
+                .checked_sub(now.saturating_duration_since(f.arrival))
+                .unwrap_or(UNIX_EPOCH);
+        }
         if !f.events.is_empty() && (self.fmt.events || self.fmt.spikes) {
             self.send_events(f, tx);
         }
@@ -377,6 +376,11 @@ impl OutputPipeline {
                 self.send_notice(f, tx);
             }
         } else if f.discontinuity.gap || seq_gap {
+            // With sample numbers a batch must not span a gap (it carries one first index);
+            // the original's format keeps its rows together, as the original did.
+            if self.fmt.sample_number || self.fmt.split {
+                self.flush_batch(tx, false);
+            }
             self.reset_group();
         }
         self.counters.frames += 1;
@@ -394,10 +398,10 @@ impl OutputPipeline {
                         f.sample(ch, j)
                     };
                 }
-                self.row_start = f.sample_num + j as i64;
+                self.row_start = f.sample_num.saturating_add(j as i64);
             } else {
                 if self.pos == 0 {
-                    self.group_start = f.sample_num + j as i64;
+                    self.group_start = f.sample_num.saturating_add(j as i64);
                 }
                 match self.fmt.method {
                     DownsamplingMethod::Average => {
@@ -578,9 +582,12 @@ impl OutputPipeline {
         let mut names: Vec<(u32, String)> = Vec::new();
         if let Some(l) = &self.layout {
             if let Ok(info) = l.lock() {
-                self.stream.push_str(&info.stream);
-                if self.fmt.mode == Mode::PerChannel {
-                    names = info.names.clone();
+                // Names of another layout generation would be wrong here: fall back instead.
+                if info.generation == f.layout_generation {
+                    self.stream.push_str(&info.stream);
+                    if self.fmt.mode == Mode::PerChannel {
+                        names = info.names.clone();
+                    }
                 }
             }
         }
@@ -606,7 +613,11 @@ impl OutputPipeline {
                 // Validated at construction; a failure here can only be an odd name.
                 let mut a = osc::format_address(&self.fmt.channel_address_format, &vars)
                     .unwrap_or_else(|_| format!("/ch{ch}"));
-                a.truncate(MAX_ADDRESS);
+                let mut cut = MAX_ADDRESS.min(a.len());
+                while !a.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                a.truncate(cut);
                 let off = self.chan_addrs.len();
                 self.chan_addrs.extend_from_slice(a.as_bytes());
                 self.chan_off.push((off as u32, a.len() as u32));

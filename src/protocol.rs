@@ -335,9 +335,12 @@ pub fn parse_ttl(payload: &[u8]) -> Result<Ttl, Malformed> {
 /// Highest sample rate accepted (Hz); anything above is treated as a corrupt header.
 pub const MAX_SAMPLE_RATE: f64 = 10_000_000.0;
 
+/// Lowest sample rate accepted (Hz): block durations stay representable.
+pub const MIN_SAMPLE_RATE: f64 = 0.001;
+
 /// True when `rate` is a usable sample rate.
 pub fn sample_rate_ok(rate: f64) -> bool {
-    rate.is_finite() && rate > 0.0 && rate <= MAX_SAMPLE_RATE
+    rate.is_finite() && (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate)
 }
 
 #[cfg(test)]
@@ -470,5 +473,9 @@ mod tests {
         assert!(!sample_rate_ok(-1.0));
         assert!(!sample_rate_ok(f64::NAN));
         assert!(!sample_rate_ok(1e9));
+        assert!(
+            !sample_rate_ok(1e-300),
+            "a tiny rate would overflow block durations"
+        );
     }
 }
