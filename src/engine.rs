@@ -1080,6 +1080,20 @@ fn run_receiver(
     let mut idle_since: Option<Instant> = None;
     let mut log = RateLimitedLog::default();
     crate::hot::mark_current_thread_hot();
+    // Counters and latency histograms go to the controller together.
+    macro_rules! publish {
+        ($now:expr) => {
+            publish_rx(
+                &shared,
+                &asm,
+                &io,
+                messages,
+                zmq_errors,
+                (ttl_events, spikes),
+            );
+            lat_pub.maybe_publish(&mut lat, $now);
+        };
+    }
 
     while !shared.stop.load(Ordering::Relaxed) {
         let n = match sub.recv_into(&mut env, zmq::DONTWAIT) {
@@ -1105,15 +1119,7 @@ fn run_receiver(
                     std::hint::spin_loop();
                     continue;
                 }
-                publish_rx(
-                    &shared,
-                    &asm,
-                    &io,
-                    messages,
-                    zmq_errors,
-                    (ttl_events, spikes),
-                );
-                lat_pub.maybe_publish(&mut lat, now);
+                publish!(now);
                 // Park in zmq_poll until data, the next deadline, or 10 ms.
                 let mut wait = asm.next_deadline().map_or(10, |d| {
                     d.saturating_duration_since(now).as_millis().clamp(1, 10) as i64
@@ -1147,15 +1153,7 @@ fn run_receiver(
             .last_message_ms
             .store(wall_ms() as u64, Ordering::Relaxed);
         if messages.is_multiple_of(1024) {
-            publish_rx(
-                &shared,
-                &asm,
-                &io,
-                messages,
-                zmq_errors,
-                (ttl_events, spikes),
-            );
-            lat_pub.maybe_publish(&mut lat, now);
+            publish!(now);
             // No asm.poll() here: deadlines only apply once the socket is drained, so a
             // receiver descheduled for a while never drops a block whose rest is queued.
         }
