@@ -20,12 +20,12 @@
 //! per block the real-time budget is 696 / 30 000 s = 23.2 ms.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use oe_testkit::sim::juce_data_header;
 use std::sync::Arc;
 use std::time::Instant;
-use zmq2osc::assembler::{Assembler, AssemblerConfig, FrameIo};
 use zmq2osc::frame::Frame;
-use zmq2osc::protocol::{parse_header, DataHeader, Header};
-use zmq2osc::sim::juce_data_header;
+use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
+use zmq2osc::ingest::protocol::{parse_header, DataHeader, Header};
 
 const CHANNELS: usize = 256;
 const BLOCK: usize = 696;

@@ -24,7 +24,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use std::time::{Duration, Instant};
 use zmq2osc::config::DownsamplingMethod;
 use zmq2osc::frame::Frame;
-use zmq2osc::osc;
+use zmq2osc::output::osc;
 use zmq2osc::output::{Mode, OutputFormat, OutputPipeline, Transmit};
 
 const BLOCK: usize = 696;

@@ -18,16 +18,16 @@
 //! a lower bound of the paced cost.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use oe_testkit::sim::juce_data_header;
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zmq2osc::assembler::{Assembler, AssemblerConfig, FrameIo};
 use zmq2osc::config::DownsamplingMethod;
 use zmq2osc::frame::Frame;
+use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
+use zmq2osc::ingest::protocol::{parse_header, Header};
 use zmq2osc::net::{SenderOptions, UdpSender};
 use zmq2osc::output::{Mode, OutputFormat, OutputPipeline, Transmit};
-use zmq2osc::protocol::{parse_header, Header};
-use zmq2osc::sim::juce_data_header;
 
 const CHANNELS: usize = 256;
 const BLOCK: usize = 696;

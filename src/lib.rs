@@ -35,20 +35,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod assembler;
 pub mod cli;
 pub mod config;
-pub mod dashboard;
 pub mod engine;
 pub mod frame;
-pub mod livestats;
-pub mod metrics;
+pub mod ingest;
 pub mod net;
-pub mod osc;
 pub mod output;
-pub mod protocol;
-pub mod sim;
-pub mod sink;
+pub mod telemetry;
 
 /// Marks the hot threads, so a test's counting allocator can tell their allocations apart.
 pub mod hot {

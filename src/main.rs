@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use mimalloc::MiMalloc;
+use oe_testkit::{sim, sink};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zmq2osc::cli::{exit, Args};
 use zmq2osc::config::{Config, LogLevel, FULL_CONFIG_JSON, MINIMAL_CONFIG_JSON};
-use zmq2osc::dashboard::{self, Dashboard, DashboardInfo};
 use zmq2osc::engine::{self, Engine, EngineOptions};
 use zmq2osc::net::SenderOptions;
 use zmq2osc::output::Mode;
-use zmq2osc::{livestats, sim, sink};
+use zmq2osc::telemetry::dashboard::{self, Dashboard, DashboardInfo};
+use zmq2osc::telemetry::livestats;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

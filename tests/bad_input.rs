@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use zmq2osc::sim::{juce_data_header, now_ms, Publisher};
+use oe_testkit::sim::{juce_data_header, now_ms, Publisher};
 
 fn hdr(mn: i64, ch: u32, ns: usize, sample_num: i64, rate: f64) -> String {
     juce_data_header(

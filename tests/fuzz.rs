@@ -7,14 +7,14 @@
 //! started is accounted for exactly once; every emitted frame holds exactly the samples that
 //! were sent for its channels and block.
 
+use oe_testkit::sim::juce_data_header;
 use proptest::prelude::*;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zmq2osc::assembler::{Assembler, AssemblerConfig, FrameIo};
 use zmq2osc::frame::Frame;
-use zmq2osc::protocol::{parse_header, parse_ttl, DataHeader};
-use zmq2osc::sim::juce_data_header;
+use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
+use zmq2osc::ingest::protocol::{parse_header, parse_ttl, DataHeader};
 
 const MAX_CH: usize = 16;
 const MAX_NS: usize = 64;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
+use oe_testkit::sim::Publisher;
 use std::time::{Duration, Instant};
-use zmq2osc::sim::Publisher;
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())

@@ -2,12 +2,12 @@
 //! bridge engine pointed at it, and a real UDP receiver that decodes with rosc.
 #![allow(dead_code)]
 
+use oe_testkit::sim::Publisher;
 use rosc::{OscPacket, OscType};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use zmq2osc::config::Config;
 use zmq2osc::engine::{Engine, EngineOptions};
-use zmq2osc::sim::Publisher;
 
 /// Upper bound for any wait in a test.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -123,7 +123,7 @@ pub fn send_block_on(
             sample_num,
             rate,
             &v,
-            Some(zmq2osc::sim::now_ms()),
+            Some(oe_testkit::sim::now_ms()),
         )
         .unwrap();
     }

@@ -22,7 +22,6 @@
 //!
 //! Rows that never arrive after the last received row cannot be detected (the sink does not
 //! know how many rows were sent); callers compare `rows` with what they sent.
-#![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io;

@@ -14,13 +14,15 @@
 //! `thread::park_timeout`), so an idle bridge costs next to nothing. A panic in any thread
 //! stops the bridge and is reported as a failure.
 
-use crate::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
 use crate::config::{Config, OverflowStrategy, PerformanceMode};
 use crate::frame::{frame_bytes, EventBuffer, Frame};
-use crate::metrics::{span, CounterBlock, Latencies, LatencyCollector, LatencyPublisher};
+use crate::ingest::assembler::{Assembler, AssemblerConfig, FrameIo, Reject};
+use crate::ingest::protocol::{self, Envelope, Header, Malformed};
 use crate::net::{RateLimitedLog, SenderOptions, UdpSender};
 use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline, StatusValues, Transmit};
-use crate::protocol::{self, Envelope, Header, Malformed};
+use crate::telemetry::latency::{
+    span, CounterBlock, Latencies, LatencyCollector, LatencyPublisher,
+};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

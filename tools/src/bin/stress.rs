@@ -16,6 +16,8 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use oe_testkit::sim::{self, BlockSize, SimConfig, Simulator};
+use oe_testkit::sink::{BlockClock, Layout, Method, Sink, SinkConfig, SinkReport};
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -25,8 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zmq2osc::net::{SenderOptions, UdpSender};
-use zmq2osc::sim::{self, BlockSize, SimConfig, Simulator};
-use zmq2osc::sink::{BlockClock, Layout, Method, Sink, SinkConfig, SinkReport};
 
 /// Largest UDP payload of an IPv4 datagram.
 const UDP_MAX: usize = 65_507;

@@ -2,7 +2,7 @@
 //!
 //! A render thread (`dashboard`) redraws 4 times a second from the counters the hot threads
 //! already publish ([`Shared`]'s counter blocks and `last_message_ms`, read through
-//! [`crate::livestats`]); it never touches the hot threads. Plain ANSI escape sequences: the
+//! [`crate::telemetry::livestats`]); it never touches the hot threads. Plain ANSI escape sequences: the
 //! alternate screen (`ESC[?1049h` / `ESC[?1049l`), cursor home, erase to end of line and below,
 //! hidden cursor. Each frame is one `write_all`.
 //!
@@ -19,7 +19,7 @@
 #![allow(unsafe_code)]
 
 use crate::engine::Shared;
-use crate::livestats::{Rates, Sample};
+use crate::telemetry::livestats::{Rates, Sample};
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

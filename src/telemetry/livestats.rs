@@ -9,7 +9,7 @@
 //! Process CPU and RSS come from `/proc/self/stat` and `/proc/self/status` on Linux (`None`
 //! elsewhere).
 //!
-//! [`CounterBlock`]: crate::metrics::CounterBlock
+//! [`CounterBlock`]: crate::telemetry::latency::CounterBlock
 
 use crate::engine::{Shared, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
 use serde_json::{Map, Number, Value};
@@ -241,7 +241,7 @@ impl Rates {
 /// Clock ticks per second for `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| crate::dashboard::sys::clock_ticks_per_second() as f64)
+    *TICKS.get_or_init(|| crate::telemetry::dashboard::sys::clock_ticks_per_second() as f64)
 }
 
 /// Parses `utime + stime` (seconds) out of a `/proc/<pid>/stat` line.

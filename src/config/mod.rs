@@ -1733,7 +1733,7 @@ fn parse_outputs(v: &Value, cfg: &Config, w: &mut Vec<String>) -> CResult<Vec<Ou
             }
         }
         if o.format == OutputFormatKind::PerChannel {
-            crate::osc::validate_address_template(&o.address)
+            crate::output::osc::validate_address_template(&o.address)
                 .map_err(|e| ConfigError::at(&p("address"), e))?;
         }
         if o.sparse && o.channels.is_some() {

@@ -3,8 +3,8 @@
 //! rows and the kernel's drops for its own socket.
 
 use clap::Parser;
+use oe_testkit::sink::{pattern_wrap, Layout, Method, Sink, SinkConfig};
 use std::time::{Duration, Instant};
-use zmq2osc::sink::{pattern_wrap, Layout, Method, Sink, SinkConfig};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -3,8 +3,8 @@
 //! data port + 1, paced in real time, with optional faults.
 
 use clap::Parser;
+use oe_testkit::sim::{pattern_wrap, BlockSize, Faults, Signal, SimConfig, Simulator};
 use std::time::{Duration, Instant};
-use zmq2osc::sim::{pattern_wrap, BlockSize, Faults, Signal, SimConfig, Simulator};
 
 #[derive(Debug, Parser)]
 #[command(

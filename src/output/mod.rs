@@ -19,9 +19,11 @@
 //! output's datagram limit into `…/part` messages. With the original's keys only, the bytes
 //! are exactly the original's and an oversized message is refused and counted.
 
+pub mod osc;
+
 use crate::config::{BundleMode, DownsamplingMethod};
 use crate::frame::{EventKind, Frame};
-use crate::osc::{self, MAX_UDP_PAYLOAD};
+use osc::MAX_UDP_PAYLOAD;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

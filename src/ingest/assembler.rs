@@ -23,7 +23,7 @@
 
 use crate::config::MissingChannelPolicy;
 use crate::frame::{ChannelSet, Discontinuity, Frame};
-use crate::protocol::{sample_rate_ok, DataHeader, Malformed};
+use crate::ingest::protocol::{sample_rate_ok, DataHeader, Malformed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
