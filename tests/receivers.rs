@@ -3,6 +3,7 @@
 //!
 //! * python-osc's `AsyncIOOSCUDPServer` (`tests/receivers/pyosc_count.py`),
 //! * liblo's `oscdump -L <port>` (Debian `liblo-tools`),
+//! * SuperCollider's sclang running the README recipe (`tests/receivers/count.scd`),
 //! * Pure Data vanilla, the README's chain `[netreceive -u -b]` → `[oscparse]` → `[list trim]`
 //!   → `[route data]` → `[route sample]` → `[print]` (`tests/receivers/count.pd`).
 //!
@@ -270,4 +271,57 @@ fn pure_data_readme_chain_routes_every_message() {
         "pd complained: {other:?}"
     );
     assert_eq!(got, sent);
+}
+
+#[test]
+#[ignore = "needs sclang (Debian: apt-get install supercollider-language)"]
+fn supercollider_readme_recipe_gets_every_message() {
+    let (_, port) = ports();
+    let script = receivers_dir().join("count.scd");
+    let mut child = spawn(
+        Command::new("sclang")
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(CHANNELS.to_string())
+            // Headless: no display, and Qt WebEngine (linked into sclang) refuses to start as
+            // root inside its sandbox.
+            .env("QT_QPA_PLATFORM", "offscreen")
+            .env("QTWEBENGINE_DISABLE_SANDBOX", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        "install SuperCollider's language (apt-get install supercollider-language)",
+    );
+    let out = lines(child.stdout.take().unwrap());
+    let mut reaper = Reaper(child);
+    let t = Instant::now();
+    loop {
+        match out.recv_timeout(WAIT) {
+            Ok(l) if l.trim() == "READY" => break,
+            Ok(l) => assert!(!l.starts_with("CANNOT_OPEN"), "sclang: {l}"),
+            Err(e) => panic!("sclang did not get ready: {e}"),
+        }
+        assert!(t.elapsed() < WAIT, "sclang did not get ready");
+    }
+    wait_until("sclang to bind", || udp_port_bound(port));
+    let (sent, _) = run_bridge(port);
+    // `RESULT <good> <bad>` after 1.5 s without a message.
+    let result = loop {
+        match out.recv_timeout(WAIT) {
+            Ok(l) if l.starts_with("RESULT ") => break l,
+            Ok(_) => {}
+            Err(e) => panic!("no RESULT line from sclang: {e}"),
+        }
+    };
+    let _ = reaper.0.wait();
+    let f: Vec<u64> = result[7..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    println!(
+        "sclang: bridge sent {sent}, OSCdef got {} good, {} bad",
+        f[0], f[1]
+    );
+    assert_eq!(f[1], 0, "messages without {CHANNELS} floats: {result}");
+    assert_eq!(f[0], sent);
 }
