@@ -147,7 +147,8 @@ fn drain(s: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -> Vec<Vec<f32>> {
 }
 
 /// Rows of the simulator's pattern decimated by F (exact integers in float32): channel c holds
-/// c·wrap + t, the same t for all channels of a row, and t advances by F per row (mod wrap).
+/// c·wrap + t, the same t for all channels of a row, and t advances by F per row (2 s stay far
+/// below the wrap).
 fn check_rows(what: &str, rows: &[Vec<f32>]) {
     assert!(!rows.is_empty(), "{what}: nothing received");
     for r in rows {
