@@ -41,6 +41,7 @@ pub mod engine;
 pub mod frame;
 pub mod ingest;
 pub mod net;
+pub mod oscquery;
 pub mod output;
 pub mod telemetry;
 

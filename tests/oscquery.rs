@@ -1,0 +1,210 @@
+//! The OSCQuery server: its HTTP answers read with a plain HTTP client and a JSON parser, its
+//! bounds against bad clients, and its mDNS advertisement seen by an independent mDNS
+//! implementation (python-zeroconf) inside a loopback-only network namespace.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use zmq2osc::oscquery::namespace::{HostInfo, Method, Snapshot};
+use zmq2osc::oscquery::{Options, OscQuery};
+
+fn snapshot(channels: usize) -> Snapshot {
+    Snapshot {
+        host: HostInfo {
+            name: "test bridge".into(),
+            osc_ip: "127.0.0.1".into(),
+            osc_port: 10000,
+        },
+        description: "test".into(),
+        methods: vec![Method {
+            path: "/data/sample".into(),
+            type_tag: "f".repeat(channels),
+            description: format!("{channels} channels"),
+        }],
+    }
+}
+
+fn start(mdns: bool) -> OscQuery {
+    OscQuery::start(
+        &Options {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            mdns,
+            name: "zmq2osc-test".into(),
+        },
+        snapshot(4),
+    )
+    .unwrap()
+}
+
+/// Sends `raw` and returns (status, headers, body) of the answer.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole HTTP answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+fn get(addr: SocketAddr, target: &str) -> (u16, Value) {
+    let (st, head, body) = exchange(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    if st == 200 {
+        assert!(head.contains("Content-Type: application/json"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+    }
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap()
+    };
+    (st, v)
+}
+
+#[test]
+fn namespace_host_info_and_updates_over_http() {
+    let q = start(false);
+    let a = q.local_addr();
+    let (st, v) = get(a, "/");
+    assert_eq!(st, 200);
+    let s = &v["CONTENTS"]["data"]["CONTENTS"]["sample"];
+    assert_eq!(s["FULL_PATH"], "/data/sample");
+    assert_eq!(s["TYPE"], "ffff");
+    assert_eq!(s["ACCESS"], 1);
+    assert_eq!(get(a, "/data/sample?TYPE").1["TYPE"], "ffff");
+    let (st, h) = get(a, "/?HOST_INFO");
+    assert_eq!(st, 200);
+    assert_eq!(h["NAME"], "test bridge");
+    assert_eq!(h["OSC_PORT"], 10000);
+    assert_eq!(h["OSC_TRANSPORT"], "UDP");
+    assert_eq!(get(a, "/nothing").0, 404);
+    assert_eq!(get(a, "/data?BOGUS").0, 400);
+    // The namespace follows what the controller hands over.
+    q.update(snapshot(8));
+    assert_eq!(get(a, "/data/sample?TYPE").1["TYPE"], "ffffffff");
+    let (ok, rejected) = q.counts();
+    assert_eq!((ok, rejected), (4, 2));
+}
+
+#[test]
+fn bad_clients_get_4xx_and_never_stall_the_server() {
+    let q = start(false);
+    let a = q.local_addr();
+    assert_eq!(exchange(a, b"POST / HTTP/1.1\r\n\r\n").0, 405);
+    assert_eq!(exchange(a, b"GET / SPDY/9\r\n\r\n").0, 400);
+    assert_eq!(exchange(a, b"\x00\x01garbage\r\n\r\n").0, 400);
+    // A head larger than the bound.
+    let mut big = b"GET /".to_vec();
+    big.resize(20_000, b'a');
+    big.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(&big); // the server may close before reading it all
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // A client that sends half a request and waits: cut off after the request timeout...
+    let t = Instant::now();
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = slow.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // ...and the server answers normally afterwards.
+    assert_eq!(get(a, "/").0, 200);
+}
+
+const MARKER: &str = "ZMQ2OSC_TEST_IN_NETNS";
+
+#[test]
+fn mdns_advertisement_is_seen_by_python_zeroconf_in_a_loopback_namespace() {
+    let me = std::env::current_exe().unwrap();
+    let setup = "set -e; ip link set lo up; ip link set lo multicast on; \
+                 ip route add 224.0.0.0/4 dev lo; exec \"$0\" \"$@\"";
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", setup])
+        .arg(&me)
+        .args([
+            "--exact",
+            "inner_mdns",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MARKER, "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for the namespace: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "inner test failed in the namespace ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "inner test did not run:\n{stdout}"
+    );
+}
+
+#[test]
+#[ignore = "runs only inside the namespace the test above makes"]
+fn inner_mdns() {
+    assert_eq!(
+        std::env::var(MARKER).as_deref(),
+        Ok("1"),
+        "this test multicasts: run it only through the outer test"
+    );
+    let ifs: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    assert_eq!(ifs, ["lo"], "not in a loopback-only namespace");
+
+    let q = start(true);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oscquery/browse.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("20")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 (with zeroconf installed): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python-zeroconf found no _oscjson._tcp service: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    println!("zeroconf saw {v}");
+    assert_eq!(v["name"], "zmq2osc-test._oscjson._tcp.local.");
+    assert_eq!(v["port"], q.local_addr().port());
+    assert_eq!(v["addresses"], serde_json::json!(["127.0.0.1"]));
+    // What it advertises answers OSCQuery.
+    let addr: SocketAddr = format!("127.0.0.1:{}", v["port"]).parse().unwrap();
+    assert_eq!(get(addr, "/data/sample?TYPE").1["TYPE"], "ffff");
+}
