@@ -4,3 +4,4 @@
 
 pub mod assembler;
 pub mod protocol;
+pub mod scan;

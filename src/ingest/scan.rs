@@ -1,0 +1,304 @@
+//! A hand-written scanner for the one header layout the plugin emits for continuous data, tried
+//! before the general JSON parse.
+//!
+//! JUCE writes every DATA header the same way (reference spec §1.3, §1.8): CRLF line ends,
+//! 2-space indentation, keys in a fixed order, no trailing newline:
+//!
+//! ```text
+//! {
+//!   "message_num": 1,
+//!   "type": "data",
+//!   "content": {
+//!     "stream": "example_data",
+//!     "channel_num": 0,
+//!     "channel_name": "CH1",        (plugin ≥ 0.3.3 only)
+//!     "num_samples": 4,
+//!     "sample_num": 30720,
+//!     "sample_rate": 30000.0
+//!   },
+//!   "data_size": 16,
+//!   "timestamp": 1753228800000      (plugin ≥ 0.3.2 only)
+//! }
+//! ```
+//!
+//! [`scan_data_header`] walks exactly that text and nothing else. It answers `None` for anything
+//! it does not recognise byte for byte (another layout, escapes in a string, a number JSON would
+//! read differently…), and the caller then uses the full JSON parse, so the scanner can only make
+//! things faster, never different: whenever it answers, `serde_json` gives the same header
+//! (`tests/header_scan.rs` checks that on generated and mutated headers). The general parse costs
+//! several hundred ns per message; this scan is a single pass over ~280 bytes.
+
+use super::protocol::DataHeader;
+use std::borrow::Cow;
+
+/// A cursor over the header bytes.
+struct Cur<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cur<'a> {
+    /// Consumes `lit` exactly.
+    #[inline]
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + lit.len())? == lit {
+            self.i += lit.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A JSON string without escapes or control characters, borrowed from the frame.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => break,
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        self.i += 1;
+        Some(s)
+    }
+
+    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`, no fraction or exponent).
+    #[inline]
+    fn int(&mut self) -> Option<i64> {
+        let neg = self.b.get(self.i) == Some(&b'-');
+        if neg {
+            self.i += 1;
+        }
+        let start = self.i;
+        // Accumulate negatively so that i64::MIN fits.
+        let mut v: i64 = 0;
+        while let Some(&c) = self.b.get(self.i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let n = self.i - start;
+        if n == 0 || (n > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        // A fraction or exponent would make it a float: not ours.
+        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        if neg {
+            Some(v)
+        } else {
+            v.checked_neg()
+        }
+    }
+
+    /// A JSON number read as `f64` (grammar checked here, value by the standard parser, which
+    /// rounds correctly like serde_json). `30000.0`-style integral values take a shortcut.
+    #[inline]
+    fn number(&mut self) -> Option<f64> {
+        let start = self.i;
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let int_len = i - int_start;
+        if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+            return None;
+        }
+        let mut simple = int_len <= 15; // exactly representable, no rounding question
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let f = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == f {
+                return None;
+            }
+            simple &= b[f..i].iter().all(|&c| c == b'0');
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let e = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == e {
+                return None;
+            }
+            simple = false;
+        }
+        self.i = i;
+        if simple {
+            let mut v: i64 = 0;
+            for &c in &b[int_start..int_start + int_len] {
+                v = v * 10 + i64::from(c - b'0');
+            }
+            let v = v as f64;
+            return Some(if b[start] == b'-' { -v } else { v });
+        }
+        // The slice holds only ASCII digits, sign, point and exponent: valid UTF-8.
+        // Out of f64's range JSON is an error, where `parse` would give infinity.
+        let v: f64 = std::str::from_utf8(&b[start..i]).ok()?.parse().ok()?;
+        v.is_finite().then_some(v)
+    }
+}
+
+/// Scans a DATA header in the plugin's exact layout (trailing NULs ignored, as by the general
+/// parse). `None`: not this layout; use the general parse.
+pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
+    let mut end = frame.len();
+    while end > 0 && frame[end - 1] == 0 {
+        end -= 1;
+    }
+    let mut c = Cur {
+        b: &frame[..end],
+        i: 0,
+    };
+    c.lit(b"{\r\n  \"message_num\": ")?;
+    let message_num = c.int()?;
+    c.lit(b",\r\n  \"type\": \"data\",\r\n  \"content\": {\r\n    \"stream\": ")?;
+    let stream = c.string()?;
+    c.lit(b",\r\n    \"channel_num\": ")?;
+    let channel_num = c.int()?;
+    c.lit(b",\r\n    \"")?;
+    let channel_name = if c.lit(b"channel_name\": ").is_some() {
+        let n = c.string()?;
+        c.lit(b",\r\n    \"")?;
+        Some(n)
+    } else {
+        None
+    };
+    c.lit(b"num_samples\": ")?;
+    let num_samples = c.int()?;
+    c.lit(b",\r\n    \"sample_num\": ")?;
+    let sample_num = c.int()?;
+    c.lit(b",\r\n    \"sample_rate\": ")?;
+    let sample_rate = c.number()?;
+    c.lit(b"\r\n  },\r\n  \"data_size\": ")?;
+    let data_size = c.int()?;
+    let timestamp = if c.lit(b",\r\n  \"timestamp\": ").is_some() {
+        Some(c.int()?)
+    } else {
+        None
+    };
+    c.lit(b"\r\n}")?;
+    if c.i != c.b.len() {
+        return None;
+    }
+    Some(DataHeader {
+        message_num: Some(message_num),
+        stream: Cow::Borrowed(stream),
+        channel_num,
+        channel_name: channel_name.map(Cow::Borrowed),
+        num_samples,
+        sample_num,
+        sample_rate,
+        data_size: Some(data_size),
+        timestamp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference spec §1.8, byte for byte.
+    const SPEC_1_8: &str = "{\r\n  \"message_num\": 1,\r\n  \"type\": \"data\",\r\n  \"content\": {\r\n    \"stream\": \"example_data\",\r\n    \"channel_num\": 0,\r\n    \"channel_name\": \"CH1\",\r\n    \"num_samples\": 4,\r\n    \"sample_num\": 30720,\r\n    \"sample_rate\": 30000.0\r\n  },\r\n  \"data_size\": 16,\r\n  \"timestamp\": 1753228800000\r\n}";
+
+    #[test]
+    fn spec_example_scans_to_the_same_header_as_the_json_parse() {
+        assert_eq!(SPEC_1_8.len(), 275);
+        let h = scan_data_header(SPEC_1_8.as_bytes()).unwrap();
+        assert_eq!(h.message_num, Some(1));
+        assert_eq!(h.stream, "example_data");
+        assert_eq!(h.channel_num, 0);
+        assert_eq!(h.channel_name.as_deref(), Some("CH1"));
+        assert_eq!(h.num_samples, 4);
+        assert_eq!(h.sample_num, 30720);
+        assert_eq!(h.sample_rate, 30000.0);
+        assert_eq!(h.data_size, Some(16));
+        assert_eq!(h.timestamp, Some(1753228800000));
+        let mut nul = SPEC_1_8.as_bytes().to_vec();
+        nul.push(0);
+        assert_eq!(scan_data_header(&nul), Some(h));
+    }
+
+    #[test]
+    fn optional_keys_and_numbers() {
+        let old = SPEC_1_8
+            .replace("    \"channel_name\": \"CH1\",\r\n", "")
+            .replace(",\r\n  \"timestamp\": 1753228800000", "");
+        let h = scan_data_header(old.as_bytes()).unwrap();
+        assert_eq!(h.channel_name, None);
+        assert_eq!(h.timestamp, None);
+        for (txt, v) in [
+            ("29999.900390625", 29999.900390625),
+            ("1.0e6", 1.0e6),
+            ("-0.5", -0.5),
+            ("0.0", 0.0),
+            // Found by tests/header_scan.rs: needs a correctly rounded parse (serde_json's
+            // `float_roundtrip`, which this crate enables, agrees).
+            ("-2.967940815576615e-43", -2.967940815576615e-43),
+        ] {
+            let s = SPEC_1_8.replace("30000.0", txt);
+            assert_eq!(
+                scan_data_header(s.as_bytes()).unwrap().sample_rate,
+                v,
+                "{txt}"
+            );
+        }
+        let s = SPEC_1_8.replace(
+            "\"sample_num\": 30720",
+            "\"sample_num\": -9223372036854775808",
+        );
+        assert_eq!(scan_data_header(s.as_bytes()).unwrap().sample_num, i64::MIN);
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_json_parse() {
+        for (from, to) in [
+            ("30000.0", "null"),
+            ("30000.0", "30000."),
+            ("30000.0", ".5"),
+            ("30000.0", "+1.0"),
+            ("30000.0", "inf"),
+            ("30000.0", "6.2e334"),
+            ("\"channel_num\": 0", "\"channel_num\": 01"),
+            ("\"channel_num\": 0", "\"channel_num\": 0.0"),
+            ("\"channel_num\": 0", "\"channel_num\": 9223372036854775808"),
+            ("example_data", "exa\\u006dple"),
+            ("example_data", "tab\there"),
+            ("\r\n", "\n"),
+            ("  \"type\": \"data\"", "  \"type\": \"event\""),
+            ("\r\n}", "\r\n} "),
+            ("\r\n}", "\r\n"),
+        ] {
+            let s = SPEC_1_8.replacen(from, to, 1);
+            assert_eq!(scan_data_header(s.as_bytes()), None, "{from} -> {to}");
+        }
+        // Truncated anywhere: never scanned.
+        for k in 0..SPEC_1_8.len() {
+            assert_eq!(
+                scan_data_header(&SPEC_1_8.as_bytes()[..k]),
+                None,
+                "cut at {k}"
+            );
+        }
+    }
+}

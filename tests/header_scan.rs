@@ -1,0 +1,176 @@
+//! The DATA-header scanner agrees with the full JSON parse: whenever it answers, the JSON parse
+//! gives the same header, on headers in the plugin's exact layout (written by the simulator's
+//! JUCE writer with generated fields) and on mutations of them (bytes flipped, inserted,
+//! removed, the tail cut). On the unmutated headers it must answer, unless a string needed a
+//! JSON escape. `PROPTEST_CASES` raises the case count for a long run.
+
+use oe_testkit::sim::juce_data_header;
+use proptest::prelude::*;
+use zmq2osc::ingest::protocol::{parse_header, Header};
+use zmq2osc::ingest::scan::scan_data_header;
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
+
+#[derive(Debug, Clone)]
+struct Fields {
+    message_num: i64,
+    stream: String,
+    channel_num: u32,
+    channel_name: Option<String>,
+    num_samples: usize,
+    sample_num: i64,
+    sample_rate: f64,
+    timestamp: Option<i64>,
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[A-Za-z0-9_ -]{0,24}",
+        1 => "\\PC{0,12}",                 // any printable Unicode
+        1 => "[a-z\"\\\\/\\t\\n]{0,8}",    // needs JSON escapes
+    ]
+}
+
+fn fields() -> impl Strategy<Value = Fields> {
+    (
+        prop_oneof![4 => 1i64..100_000, 1 => any::<i32>().prop_map(i64::from), 1 => any::<i64>()],
+        text(),
+        any::<u32>(),
+        proptest::option::of(text()),
+        prop_oneof![4 => Just(696usize), 1 => 0usize..100_000],
+        prop_oneof![3 => 0i64..10_000_000, 1 => any::<i64>()],
+        prop_oneof![
+            3 => Just(30000.0f64),
+            1 => any::<f32>().prop_map(f64::from),
+            1 => any::<f64>(),
+            1 => (1u32..1_000_000).prop_map(f64::from),
+        ],
+        proptest::option::of(
+            prop_oneof![3 => 1_700_000_000_000i64..1_800_000_000_000, 1 => any::<i64>()],
+        ),
+    )
+        .prop_map(|(mn, s, ch, name, ns, sn, rate, ts)| Fields {
+            message_num: mn,
+            stream: s,
+            channel_num: ch,
+            channel_name: name,
+            num_samples: ns,
+            sample_num: sn,
+            sample_rate: rate,
+            timestamp: ts,
+        })
+}
+
+fn header(f: &Fields) -> Vec<u8> {
+    juce_data_header(
+        f.message_num,
+        &f.stream,
+        f.channel_num,
+        f.channel_name.as_deref(),
+        f.num_samples,
+        f.sample_num,
+        f.sample_rate,
+        f.timestamp,
+    )
+    .into_bytes()
+}
+
+/// The property: a scanned header is exactly what the JSON parse makes of the same bytes.
+fn agree(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    match scan_data_header(bytes) {
+        None => Ok(false),
+        Some(s) => match parse_header(bytes) {
+            Ok(Header::Data(j)) => {
+                prop_assert_eq!(&s, &j, "bytes {:?}", String::from_utf8_lossy(bytes));
+                Ok(true)
+            }
+            other => {
+                prop_assert!(
+                    false,
+                    "scanner accepted what JSON rejects ({:?}): {:?}",
+                    other,
+                    String::from_utf8_lossy(bytes)
+                );
+                unreachable!()
+            }
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+    Cut(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let byte = prop_oneof![
+        4 => prop::sample::select(b"0123456789-.eE+\"\\ \r\n{}:,abnul".to_vec()),
+        1 => any::<u8>(),
+    ];
+    prop_oneof![
+        (any::<usize>(), byte.clone()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        (any::<usize>(), byte).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::Remove),
+        any::<usize>().prop_map(Mutation::Cut),
+    ]
+}
+
+fn apply(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
+    for m in ms {
+        if b.is_empty() {
+            break;
+        }
+        match *m {
+            Mutation::Flip(i, v) => {
+                let i = i % b.len();
+                b[i] = v;
+            }
+            Mutation::Insert(i, v) => {
+                let i = i % (b.len() + 1);
+                b.insert(i, v);
+            }
+            Mutation::Remove(i) => {
+                let i = i % b.len();
+                b.remove(i);
+            }
+            Mutation::Cut(i) => {
+                let i = i % b.len();
+                b.truncate(i);
+            }
+        }
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn scanner_answers_exactly_like_the_json_parse_on_plugin_headers(f in fields()) {
+        let b = header(&f);
+        let scanned = agree(&b)?;
+        let needs_escape = |s: &str| s.chars().any(|c| c == '"' || c == '\\' || (c as u32) < 0x20);
+        let plain = !needs_escape(&f.stream)
+            && !f.channel_name.as_deref().is_some_and(needs_escape)
+            && f.sample_rate.is_finite();
+        // The plugin's own layout with plain strings and a finite rate is always scanned.
+        prop_assert_eq!(scanned, plain, "{}", String::from_utf8_lossy(&b));
+    }
+
+    #[test]
+    fn scanner_never_disagrees_on_mutated_headers(
+        f in fields(),
+        ms in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        let b = apply(header(&f), &ms);
+        agree(&b)?;
+    }
+}
