@@ -126,18 +126,14 @@ pub fn run(args: Args) -> Result<u8, Fail> {
         use_gso: !args.no_gso,
         ..Default::default()
     };
-    let opts = EngineOptions {
-        pin: if args.no_pin {
-            PinRequest::Off
-        } else if args.pin {
-            PinRequest::Force
-        } else {
-            PinRequest::Auto
-        },
-        sender,
-        verbose: warn,
-        ..Default::default()
+    let pin = if args.no_pin {
+        PinRequest::Off
+    } else if args.pin {
+        PinRequest::Force
+    } else {
+        PinRequest::Auto
     };
+    let opts = EngineOptions::new(pin, sender, warn);
     let eng = Engine::start(&cfg, &opts).map_err(|e| (exit::STARTUP, e))?;
     if info {
         text::print_startup(&cfg, &eng);

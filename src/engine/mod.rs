@@ -14,7 +14,7 @@
 //! `thread::park_timeout`), so an idle bridge costs next to nothing. A panic in any thread
 //! stops the bridge and is reported as a failure.
 //!
-//! Files: this one starts and stops; [`receiver`](self) (`zmq_rx` loop), `shard.rs`
+//! Files: this one starts and stops; `receiver.rs` (`zmq_rx` loop), `shard.rs`
 //! (`osc_tx_N` loop and pacing), `heartbeat.rs` (REQ and the data-socket monitor), `pin.rs`
 //! (pinning and its report), `counters.rs` (each thread publishing into its own block of
 //! [`crate::telemetry::counters`]) and `report.rs` (start-up layout, final ledger).
@@ -63,15 +63,22 @@ pub struct EngineOptions {
     pub panic_after_frames: Option<u64>,
 }
 
-impl Default for EngineOptions {
-    fn default() -> Self {
+impl EngineOptions {
+    /// Options with every test hook off.
+    pub fn new(pin: PinRequest, sender: SenderOptions, verbose: bool) -> Self {
         EngineOptions {
-            pin: PinRequest::Off,
-            sender: SenderOptions::default(),
-            verbose: true,
+            pin,
+            sender,
+            verbose,
             #[cfg(feature = "test-hooks")]
             panic_after_frames: None,
         }
+    }
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions::new(PinRequest::Off, SenderOptions::default(), true)
     }
 }
 

@@ -9,7 +9,7 @@
 //! line, JSON stats, dashboard, final report) only load.
 //!
 //! Every field's name is its JSON key and report name, written once, in the
-//! [`counter_block!`] invocation that declares it.
+//! `counter_block!` invocation that declares it.
 //!
 //! This module depends on nothing of the engine: the engine writes these blocks, the
 //! dashboard and live statistics read them.
