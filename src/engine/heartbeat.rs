@@ -1,7 +1,7 @@
 //! The heartbeat thread `zmq_hb` (REQ to data_port + 1, lazy pirate) and the data-socket monitor.
 
 use super::counters::{publish_hb, HbTallies};
-use super::*;
+use super::Shared;
 use crate::config::Config;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ use crate::ingest::assembler::{Assembler, AssemblerConfig};
 use crate::net::{SenderOptions, UdpSender};
 use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline};
 use crate::telemetry::latency::{Latencies, LatencyCollector};
-use rtrb::{Consumer, Producer, RingBuffer};
+use rtrb::RingBuffer;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -314,18 +314,6 @@ pub fn idle_spin(mode: PerformanceMode) -> Duration {
         PerformanceMode::Balanced => Duration::from_micros(50),
         PerformanceMode::HighThroughput => Duration::from_micros(5),
     }
-}
-
-struct ShardStart {
-    name: String,
-    frames: Consumer<Arc<Frame>>,
-    ret: Producer<Arc<Frame>>,
-    pipeline: OutputPipeline,
-    sender: UdpSender,
-    pacing: bool,
-    /// Test hook: panic after this many frames.
-    #[cfg(feature = "test-hooks")]
-    panic_after: Option<u64>,
 }
 
 impl Engine {

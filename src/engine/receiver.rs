@@ -1,7 +1,7 @@
 //! The receiver thread `zmq_rx`: ZMQ SUB receive, header parsing, frame assembly, hand-off to the shards.
 
 use super::counters::{publish_rx, OutputTallies, RxTallies};
-use super::*;
+use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
 use crate::frame::{EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, FrameIo, Reject};

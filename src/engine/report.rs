@@ -1,6 +1,6 @@
 //! What the engine was started with (start-up layout) and the final report (ledger).
 
-use super::*;
+use super::{OutputLayout, PinReport};
 use crate::telemetry::latency::Latencies;
 use std::time::Duration;
 

@@ -1,14 +1,29 @@
 //! An encoder shard `osc_tx_N`: downsample, batch, encode and send one output, with pacing.
 
 use super::counters::publish_tx;
-use super::*;
+use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
+use crate::frame::Frame;
 use crate::net::{RateLimitedLog, UdpSender};
-use crate::output::{StatusValues, Transmit};
+use crate::output::{OutputPipeline, StatusValues, Transmit};
 use crate::telemetry::latency::{span, Latencies, LatencyPublisher};
+use rtrb::{Consumer, Producer};
 use std::sync::Arc;
 use std::thread::{self};
 use std::time::{Duration, Instant};
+
+/// What a shard thread is started with.
+pub(crate) struct ShardStart {
+    pub(crate) name: String,
+    pub(crate) frames: Consumer<Arc<Frame>>,
+    pub(crate) ret: Producer<Arc<Frame>>,
+    pub(crate) pipeline: OutputPipeline,
+    pub(crate) sender: UdpSender,
+    pub(crate) pacing: bool,
+    /// Test hook: panic after this many frames.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) panic_after: Option<u64>,
+}
 
 pub(crate) struct ShardTx {
     pub(crate) sender: UdpSender,
