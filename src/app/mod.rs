@@ -48,63 +48,13 @@ pub fn run(args: Args) -> Result<u8, Fail> {
             .unwrap_or_else(|| PathBuf::from("config-dev.json"));
         return write_config(&p, FULL_CONFIG_JSON, "Full");
     }
-    let (mut cfg, notes) =
-        Config::load(args.config.as_deref()).map_err(|e| (exit::CONFIG, e.to_string()))?;
-    let info = cfg.app.log_level != LogLevel::Error && cfg.app.log_level != LogLevel::Warning;
-    let warn = cfg.app.log_level != LogLevel::Error;
-    for n in &notes {
-        if warn {
-            eprintln!("config: {n}");
-        }
-    }
-    if let Some(h) = &args.zmq_host {
-        cfg.zmq.host = h.clone();
-    }
-    if let Some(p) = args.zmq_port.filter(|p| *p != 0) {
-        if p == u16::MAX {
-            return Err((
-                exit::CONFIG,
-                "--zmq-port must be below 65535 (heartbeat uses port+1)".into(),
-            ));
-        }
-        cfg.zmq.data_port = p;
-    }
-    if let Some(h) = &args.osc_host {
-        cfg.osc.host = h.clone();
-    }
-    if let Some(p) = args.osc_port.filter(|p| *p != 0) {
-        cfg.osc.port = p;
-    }
-    if !args.seconds.is_none_or(|s| s.is_finite() && s > 0.0) {
-        return Err((exit::CONFIG, "--seconds must be > 0".into()));
-    }
-    if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
-        return Err((exit::CONFIG, "--stats-interval must be >= 0".into()));
-    }
-    // The live dashboard when stdout is a terminal (unless --no-tui); headless otherwise:
-    // JSON stats lines on stdout (or appended to --stats-json), human status line on stderr.
-    let tui = !args.no_tui && std::io::stdout().is_terminal();
-    // --stats-interval 0 turns the JSON lines off too.
-    let mut stats_out: Option<Box<dyn Write>> = match &args.stats_json {
-        _ if args.stats_interval == 0.0 => None,
-        Some(p) => Some(Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| (exit::CONFIG, format!("cannot open {}: {e}", p.display())))?,
-        )),
-        None if !tui => Some(Box::new(std::io::stdout())),
-        None => None,
-    };
-    if args.simulate.is_some() {
-        cfg.zmq.host = "127.0.0.1".into();
-    }
-    if info {
-        for line in cfg.non_default_settings() {
-            eprintln!("setting: {line}");
-        }
-    }
+    let Settings {
+        cfg,
+        info,
+        warn,
+        tui,
+        mut stats_out,
+    } = settings(&args)?;
 
     // SIGINT / SIGTERM: the first asks for a graceful stop, a second exits at once.
     let term = Arc::new(AtomicBool::new(false));
@@ -260,4 +210,85 @@ pub fn run(args: Args) -> Result<u8, Fail> {
         return Ok(exit::RUNTIME_FAILURE);
     }
     Ok(exit::OK)
+}
+
+/// What the flags and the config file settle before anything starts.
+struct Settings {
+    cfg: Config,
+    /// Info lines (start-up, status line) on stderr.
+    info: bool,
+    /// Warnings on stderr.
+    warn: bool,
+    /// The live dashboard owns the terminal.
+    tui: bool,
+    /// Where the JSON stats lines go (`None` = nowhere).
+    stats_out: Option<Box<dyn Write>>,
+}
+
+/// Loads the config, applies the flags' overrides and checks the flags.
+fn settings(args: &Args) -> Result<Settings, Fail> {
+    let (mut cfg, notes) =
+        Config::load(args.config.as_deref()).map_err(|e| (exit::CONFIG, e.to_string()))?;
+    let info = cfg.app.log_level != LogLevel::Error && cfg.app.log_level != LogLevel::Warning;
+    let warn = cfg.app.log_level != LogLevel::Error;
+    for n in &notes {
+        if warn {
+            eprintln!("config: {n}");
+        }
+    }
+    if let Some(h) = &args.zmq_host {
+        cfg.zmq.host = h.clone();
+    }
+    if let Some(p) = args.zmq_port.filter(|p| *p != 0) {
+        if p == u16::MAX {
+            return Err((
+                exit::CONFIG,
+                "--zmq-port must be below 65535 (heartbeat uses port+1)".into(),
+            ));
+        }
+        cfg.zmq.data_port = p;
+    }
+    if let Some(h) = &args.osc_host {
+        cfg.osc.host = h.clone();
+    }
+    if let Some(p) = args.osc_port.filter(|p| *p != 0) {
+        cfg.osc.port = p;
+    }
+    if !args.seconds.is_none_or(|s| s.is_finite() && s > 0.0) {
+        return Err((exit::CONFIG, "--seconds must be > 0".into()));
+    }
+    if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
+        return Err((exit::CONFIG, "--stats-interval must be >= 0".into()));
+    }
+    // The live dashboard when stdout is a terminal (unless --no-tui); headless otherwise:
+    // JSON stats lines on stdout (or appended to --stats-json), human status line on stderr.
+    let tui = !args.no_tui && std::io::stdout().is_terminal();
+    // --stats-interval 0 turns the JSON lines off too.
+    let stats_out: Option<Box<dyn Write>> = match &args.stats_json {
+        _ if args.stats_interval == 0.0 => None,
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| (exit::CONFIG, format!("cannot open {}: {e}", p.display())))?,
+        )),
+        None if !tui => Some(Box::new(std::io::stdout())),
+        None => None,
+    };
+    if args.simulate.is_some() {
+        cfg.zmq.host = "127.0.0.1".into();
+    }
+    if info {
+        for line in cfg.non_default_settings() {
+            eprintln!("setting: {line}");
+        }
+    }
+    Ok(Settings {
+        cfg,
+        info,
+        warn,
+        tui,
+        stats_out,
+    })
 }
