@@ -434,12 +434,14 @@ impl Engine {
             .collect();
 
         let hot_threads = 1 + specs.len();
-        let pin_request = match opts.pin {
-            PinRequest::Auto if !cfg.performance.pin_threads => PinRequest::Off,
-            r => r,
-        };
+        let pin_request = opts.pin;
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let pin_plan = pin::plan(pin_request, &cores, hot_threads);
+        let pin_plan = match pin_request {
+            PinRequest::Auto if !cfg.performance.pin_threads => {
+                Err("performance.pin_threads is false (--pin forces pinning)".to_string())
+            }
+            r => pin::plan(r, &cores, hot_threads),
+        };
         let pin_results = pin::PinResults::new(hot_threads);
         let core_of = |i: usize| pin_plan.as_ref().ok().map(|p| p[i]);
 

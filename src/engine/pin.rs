@@ -108,9 +108,7 @@ pub fn plan(
     hot: usize,
 ) -> Result<Vec<core_affinity::CoreId>, String> {
     match request {
-        PinRequest::Off => {
-            Err("pinning is off (--no-pin or performance.pin_threads: false)".into())
-        }
+        PinRequest::Off => Err("not requested (--no-pin)".into()),
         _ if cores.is_empty() => Err("the list of usable cores is not available here".into()),
         PinRequest::Auto if cores.len() < hot + 1 => Err(format!(
             "{} cores < {} ({hot} hot threads + libzmq I/O and other processes); --pin forces it",
