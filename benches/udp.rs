@@ -46,9 +46,17 @@ fn sender(dest: SocketAddr, use_gso: bool, force_portable: bool) -> UdpSender {
     .expect("UdpSender::connect")
 }
 
-/// Prints (does not assert) anything that would make the numbers mean something else.
-fn report(name: &str, tx: &UdpSender) {
+/// Prints which send path was measured, and (does not assert) anything that would make the
+/// numbers mean something else.
+fn report(label: &str, name: &str, tx: &UdpSender) {
     let s = tx.stats();
+    eprintln!(
+        "udp bench {label}/{name}: measured send path {} ({} syscalls, {} GSO super-buffers, {} GSO fallbacks)",
+        tx.backend(),
+        s.syscalls,
+        s.gso_batches,
+        s.gso_fallbacks
+    );
     if s.dropped() > 0 || s.gso_fallbacks > 0 {
         eprintln!("udp bench {name}: sender-side drops or GSO fallback: {s:?}");
     }
@@ -78,6 +86,7 @@ fn bench_udp(c: &mut Criterion) {
                 }
             })
         });
+        eprintln!("udp bench {label}/std_send: measured send path std UdpSocket::send loop");
 
         let mut tx = sender(dest, false, false);
         if tx.backend() != "sendmmsg" {
@@ -86,7 +95,7 @@ fn bench_udp(c: &mut Criterion) {
         g.bench_function("sendmmsg", |b| {
             b.iter(|| tx.send_batch(black_box(&arena), &dgrams))
         });
-        report("sendmmsg", &tx);
+        report(label, "sendmmsg", &tx);
 
         let mut tx = sender(dest, true, false);
         if tx.backend() != "sendmmsg+gso" {
@@ -103,7 +112,7 @@ fn bench_udp(c: &mut Criterion) {
         g.bench_function(gso_name, |b| {
             b.iter(|| tx.send_batch(black_box(&arena), &dgrams))
         });
-        report(gso_name, &tx);
+        report(label, gso_name, &tx);
         if gso_applies && tx.stats().gso_batches == 0 && tx.backend() == "sendmmsg+gso" {
             eprintln!("udp bench: no GSO batch was sent at {label}");
         }
@@ -112,7 +121,7 @@ fn bench_udp(c: &mut Criterion) {
         g.bench_function("portable", |b| {
             b.iter(|| tx.send_batch(black_box(&arena), &dgrams))
         });
-        report("portable", &tx);
+        report(label, "portable", &tx);
         g.finish();
     }
     drop(rx);

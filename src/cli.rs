@@ -89,8 +89,13 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
     /// Never pin threads to cores (overrides performance.pin_threads).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pin")]
     pub no_pin: bool,
+    /// Pin the hot threads (zmq_rx, osc_tx_N) to cores even when there are fewer cores than
+    /// hot threads + 1 (distinct cores while they last, then wrapping round). Without it,
+    /// performance.pin_threads pins only when there are enough cores.
+    #[arg(long)]
+    pub pin: bool,
     /// Send with a plain send() loop instead of sendmmsg/UDP GSO (the portable path used on
     /// macOS and Windows).
     #[arg(long)]
@@ -131,6 +136,8 @@ mod tests {
         let a = Args::try_parse_from(["x", "--no-tui", "--stats-json", "s.jsonl"]).unwrap();
         assert!(a.no_tui);
         assert_eq!(a.stats_json.unwrap().to_str(), Some("s.jsonl"));
+        assert!(Args::try_parse_from(["x", "--pin"]).unwrap().pin);
+        assert!(Args::try_parse_from(["x", "--pin", "--no-pin"]).is_err());
         let v = Args::try_parse_from(["x", "-v"]).unwrap_err();
         assert_eq!(v.kind(), clap::error::ErrorKind::DisplayVersion);
     }

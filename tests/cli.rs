@@ -60,10 +60,16 @@ fn version_and_help() {
         "--osc-port",
         "--simulate",
         "--histogram-csv",
+        "--pin",
+        "--no-pin",
         "Exit codes",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+    // --pin and --no-pin contradict each other: a flag error (exit 2), nothing started.
+    let out = bin().args(["--pin", "--no-pin"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-pin"));
 }
 
 #[test]

@@ -159,3 +159,110 @@ fn bad_stats_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/x.jsonl"));
 }
+
+/// `name value` pairs after `lost:` in a status line.
+fn lost_fields(line: &str) -> Vec<(String, u64)> {
+    let rest = &line[line.find("lost:").expect("lost:") + 5..];
+    let rest = &rest[..rest.find('|').unwrap_or(rest.len())];
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    words
+        .chunks(2)
+        .map(|c| (c[0].to_string(), c[1].parse().expect(c[1])))
+        .collect()
+}
+
+#[test]
+fn status_line_lost_fields_name_every_cause_and_match_the_json() {
+    // Nobody listens on the OSC port: sends are refused, so `send` must grow; the first
+    // block is dropped while the channel set is learned. --verify is off, so no `kernel`.
+    let d = tempdir("lost");
+    let path = d.join("stats.jsonl");
+    let (zp, op) = ports();
+    let out = bin()
+        .args([
+            "--simulate",
+            "8",
+            "--seconds",
+            "1.2",
+            "--stats-interval",
+            "0.2",
+        ])
+        .args(["--zmq-port", &zp.to_string(), "--osc-port", &op.to_string()])
+        .args(["--stats-json", path.to_str().unwrap()])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let status: Vec<&str> = stderr.lines().filter(|l| l.contains("lost:")).collect();
+    let json: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["final"] == false)
+        .collect();
+    assert!(status.len() >= 2, "{stderr}");
+    // One status line and one JSON object per interval, from the same reading.
+    assert_eq!(status.len(), json.len(), "{stderr}");
+    for (line, v) in status.iter().zip(&json) {
+        let f = lost_fields(line);
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "incomplete",
+                "upstream-msgs",
+                "learning",
+                "no-frame",
+                "policy",
+                "send",
+                "oversize",
+                "malformed",
+                "late"
+            ],
+            "{line}"
+        );
+        let rx = |k: &str| v["rx"][k].as_u64().unwrap();
+        let tx = |k: &str| v["tx"][k].as_u64().unwrap();
+        let want = [
+            rx("blocks_incomplete") + rx("blocks_incomplete_upstream"),
+            rx("upstream_missing_msgs"),
+            rx("blocks_learning"),
+            rx("blocks_no_frame"),
+            tx("dropped_oldest") + tx("dropped_newest"),
+            tx("send_dropped"),
+            tx("oversize"),
+            rx("malformed"),
+            rx("late_msgs"),
+        ];
+        let got: Vec<u64> = f.iter().map(|(_, n)| *n).collect();
+        assert_eq!(got, want, "{line}\n{v}");
+    }
+    let last = lost_fields(status.last().unwrap());
+    assert!(last[2].1 >= 1, "the learning block is not shown: {stderr}");
+    assert!(last[5].1 > 0, "refused sends are not shown: {stderr}");
+}
+
+#[test]
+fn status_line_shows_kernel_drops_with_verify() {
+    let d = tempdir("kernel");
+    let (zp, op) = ports();
+    let out = bin()
+        .args(["--simulate", "4", "--verify", "--seconds", "0.8"])
+        .args(["--stats-interval", "0.2", "--stats-json"])
+        .arg(d.join("s.jsonl"))
+        .args(["--zmq-port", &zp.to_string(), "--osc-port", &op.to_string()])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("lost:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let f = lost_fields(line);
+    assert_eq!(f.last().unwrap().0, "kernel", "{line}");
+    // The verifier listens: nothing is refused.
+    assert_eq!(f[5], ("send".to_string(), 0), "{line}");
+}

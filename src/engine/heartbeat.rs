@@ -1,6 +1,7 @@
 //! The heartbeat thread `zmq_hb` (REQ to data_port + 1, lazy pirate) and the data-socket monitor.
 
-use super::*;
+use super::counters::{publish_hb, HbTallies};
+use super::Shared;
 use crate::config::Config;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -216,18 +217,15 @@ pub(crate) fn run_heartbeat(
                 next_send = now;
             }
         }
-        let vals = [
-            sent,
-            replies,
-            resets,
-            state,
-            mon.connects,
-            mon.disconnects,
-            mon.handshake_failures,
-            mon.manual_reconnects,
-        ];
-        for (i, v) in vals.iter().enumerate() {
-            c.set(i, *v);
-        }
+        publish_hb(
+            c,
+            HbTallies {
+                sent,
+                replies,
+                resets,
+                state,
+            },
+            &mon,
+        );
     }
 }

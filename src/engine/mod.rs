@@ -13,15 +13,22 @@
 //! The hot threads spin briefly when idle, then park (the receiver in `zmq_poll`, shards in
 //! `thread::park_timeout`), so an idle bridge costs next to nothing. A panic in any thread
 //! stops the bridge and is reported as a failure.
+//!
+//! Files: this one starts and stops; `receiver.rs` (`zmq_rx` loop), `shard.rs`
+//! (`osc_tx_N` loop and pacing), `heartbeat.rs` (REQ and the data-socket monitor), `pin.rs`
+//! (pinning and its report), `counters.rs` (each thread publishing into its own block of
+//! [`crate::telemetry::counters`]) and `report.rs` (start-up layout, final ledger).
 
 mod counters;
 mod heartbeat;
+mod pin;
 mod receiver;
 mod report;
 mod shard;
 
-pub use counters::*;
+pub use crate::telemetry::counters::{Stats, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
 pub use heartbeat::*;
+pub use pin::{hot_thread_name, PinReport, PinRequest, ThreadPin};
 use receiver::*;
 pub use report::*;
 use shard::*;
@@ -31,8 +38,8 @@ use crate::frame::{frame_bytes, EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, AssemblerConfig};
 use crate::net::{SenderOptions, UdpSender};
 use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline};
-use crate::telemetry::latency::{CounterBlock, Latencies, LatencyCollector};
-use rtrb::{Consumer, Producer, RingBuffer};
+use crate::telemetry::latency::{Latencies, LatencyCollector};
+use rtrb::RingBuffer;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,69 +49,61 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Engine options that are not part of the original's config file.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Pin hot threads to cores when there are enough cores.
-    pub pin_threads: bool,
+    /// Pinning: [`PinRequest::Auto`] pins when `performance.pin_threads` is on and there are
+    /// enough cores; [`PinRequest::Force`] (`--pin`) pins regardless; [`PinRequest::Off`]
+    /// (`--no-pin`) never.
+    pub pin: PinRequest,
     /// UDP sender options.
     pub sender: SenderOptions,
     /// Log lines go to stderr when true.
     pub verbose: bool,
-    /// Test hook: the encoder shard panics after this many frames (proves that a dead
-    /// thread stops the bridge with a failure instead of a silent stall).
-    #[doc(hidden)]
+    /// Test hook (feature `test-hooks` only): the encoder shard panics after this many frames
+    /// (proves that a dead thread stops the bridge with a failure instead of a silent stall).
+    #[cfg(feature = "test-hooks")]
     pub panic_after_frames: Option<u64>,
 }
 
-impl Default for EngineOptions {
-    fn default() -> Self {
+impl EngineOptions {
+    /// Options with every test hook off.
+    pub fn new(pin: PinRequest, sender: SenderOptions, verbose: bool) -> Self {
         EngineOptions {
-            pin_threads: false,
-            sender: SenderOptions::default(),
-            verbose: true,
+            pin,
+            sender,
+            verbose,
+            #[cfg(feature = "test-hooks")]
             panic_after_frames: None,
         }
     }
 }
 
-/// State shared by the threads and the controller.
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions::new(PinRequest::Off, SenderOptions::default(), true)
+    }
+}
+
+/// State shared by the threads and the controller: the stop/failure flags and the published
+/// statistics ([`Stats`], reachable through `Deref`: `shared.rx`, `shared.tx[i]`, ...).
 #[derive(Debug)]
 pub struct Shared {
     /// Set to stop every thread.
     pub stop: AtomicBool,
     /// Set when a thread panicked or failed.
     pub failed: AtomicBool,
-    /// Receiver counters ([`RX_COUNTERS`]).
-    pub rx: CounterBlock,
-    /// Shard counters ([`TX_COUNTERS`]), one block per output.
-    pub tx: Vec<CounterBlock>,
-    /// Heartbeat counters ([`HB_COUNTERS`]).
-    pub hb: CounterBlock,
-    /// Wall-clock ms of the last received message (0 = never).
-    pub last_message_ms: AtomicU64,
+    /// Counter blocks, last message time and latency histograms (readers need only this).
+    pub stats: Arc<Stats>,
     /// Set by the monitor when libzmq gave up on the data connection (it does not reconnect
     /// after a protocol error such as a message above ZMQ_MAXMSGSIZE); the receiver then
     /// connects again.
     pub reconnect_data: AtomicBool,
     /// Stream and channel names of the current layout (written on layout changes only).
     pub layout: Arc<Mutex<LayoutInfo>>,
-    /// Latency histograms handed over by the hot threads once a second (the hot threads
-    /// never lock this: they pass histograms through SPSC rings; only readers lock it).
-    pub latency: Mutex<LatencyCollector>,
 }
 
-impl Shared {
-    /// p50, p99 (ns) and count of a latency span so far (`None` before any value).
-    pub fn latency_summary(&self, span: &str) -> Option<(u64, u64, u64)> {
-        let mut c = self.latency.lock().ok()?;
-        let h = c.collect().get(span)?;
-        (!h.is_empty()).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.len()))
-    }
-
-    /// A copy of every latency distribution handed over so far.
-    pub fn latencies_so_far(&self) -> Latencies {
-        match self.latency.lock() {
-            Ok(mut c) => c.collect().clone(),
-            Err(_) => Latencies::new(),
-        }
+impl std::ops::Deref for Shared {
+    type Target = Stats;
+    fn deref(&self) -> &Stats {
+        &self.stats
     }
 }
 
@@ -317,15 +316,6 @@ pub fn idle_spin(mode: PerformanceMode) -> Duration {
     }
 }
 
-struct ShardStart {
-    name: String,
-    frames: Consumer<Arc<Frame>>,
-    ret: Producer<Arc<Frame>>,
-    pipeline: OutputPipeline,
-    sender: UdpSender,
-    pacing: bool,
-}
-
 impl Engine {
     /// Validates, allocates everything, connects sockets and starts the threads.
     pub fn start(cfg: &Config, opts: &EngineOptions) -> Result<Engine, String> {
@@ -388,6 +378,8 @@ impl Engine {
                 pipeline,
                 sender,
                 pacing: spec.pacing,
+                #[cfg(feature = "test-hooks")]
+                panic_after: opts.panic_after_frames,
             });
         }
 
@@ -430,16 +422,9 @@ impl Engine {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-            rx: CounterBlock::new(RX_COUNTERS),
-            tx: specs
-                .iter()
-                .map(|_| CounterBlock::new(TX_COUNTERS))
-                .collect(),
-            hb: CounterBlock::new(HB_COUNTERS),
-            last_message_ms: AtomicU64::new(0),
+            stats: Arc::new(Stats::new(specs.len(), collector)),
             reconnect_data: AtomicBool::new(false),
             layout: layout_info,
-            latency: Mutex::new(collector),
         });
         let rx_lat_pub = lat_pubs.remove(0);
 
@@ -448,56 +433,31 @@ impl Engine {
             .map(|_| Arc::new(Frame::new(max_channels, max_block)))
             .collect();
 
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
         let hot_threads = 1 + specs.len();
-        let pin = opts.pin_threads && cfg.performance.pin_threads;
-        let (pins, pinning): (Vec<Option<core_affinity::CoreId>>, String) = if !pin {
-            (vec![None; hot_threads], "off".to_string())
-        } else if cores.len() < hot_threads + 1 {
-            (
-                vec![None; hot_threads],
-                format!(
-                    "skipped: {} cores < {} ({} hot threads + libzmq I/O and other processes)",
-                    cores.len(),
-                    hot_threads + 1,
-                    hot_threads
-                ),
-            )
-        } else {
-            let n = cores.len();
-            let p: Vec<_> = (0..hot_threads).map(|i| Some(cores[n - 1 - i])).collect();
-            let desc = p
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let name = if i == 0 {
-                        "zmq_rx".to_string()
-                    } else {
-                        format!("osc_tx_{}", i - 1)
-                    };
-                    format!("{name} on core {}", c.map_or(0, |c| c.id))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            (p, desc)
+        let pin_request = opts.pin;
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let pin_plan = match pin_request {
+            PinRequest::Auto if !cfg.performance.pin_threads => {
+                Err("performance.pin_threads is false (--pin forces pinning)".to_string())
+            }
+            r => pin::plan(r, &cores, hot_threads),
         };
+        let pin_results = pin::PinResults::new(hot_threads);
+        let core_of = |i: usize| pin_plan.as_ref().ok().map(|p| p[i]);
 
         // Shard threads.
         let mut shard_handles = Vec::new();
         for (index, st) in starts.into_iter().enumerate() {
             let s2 = shared.clone();
-            let core = pins[index + 1];
-            let panic_after = opts.panic_after_frames;
+            let pinner = pin_results.pinner(index + 1, core_of(index + 1));
             let verbose = opts.verbose;
             let lp = lat_pubs.remove(0);
             let h = thread::Builder::new()
                 .name(format!("osc_tx_{index}"))
                 .spawn(move || {
                     let _g = PanicGuard(s2.clone());
-                    if let Some(c) = core {
-                        core_affinity::set_for_current(c);
-                    }
-                    run_shard(s2, index, st, policy, queue, spin, panic_after, verbose, lp)
+                    pinner.pin();
+                    run_shard(s2, index, st, policy, queue, spin, verbose, lp)
                 })
                 .map_err(|e| format!("spawn osc_tx_{index}: {e}"))?;
             shard_handles.push(h);
@@ -520,20 +480,17 @@ impl Engine {
                 ring,
                 ret,
                 thread: h.thread().clone(),
-                dropped_newest: 0,
-                block_waits: 0,
+                tallies: Default::default(),
             })
             .collect();
         let verbose = opts.verbose;
         let rx_endpoint = data_endpoint.clone();
-        let rx_core = pins[0];
+        let rx_pinner = pin_results.pinner(0, core_of(0));
         let rx = thread::Builder::new()
             .name("zmq_rx".into())
             .spawn(move || {
                 let _g = PanicGuard(rx_shared.clone());
-                if let Some(c) = rx_core {
-                    core_affinity::set_for_current(c);
-                }
+                rx_pinner.pin();
                 let io = RxIo {
                     free,
                     links,
@@ -570,6 +527,8 @@ impl Engine {
                 run_heartbeat(hb_shared, hb_ctx, hb_cfg, monitor, &data_ep, verbose)
             })
             .map_err(|e| format!("spawn zmq_hb: {e}"))?;
+        // Every hot thread has pinned itself (or failed to) before it starts its loop.
+        let pinning = pin_results.report(pin_request, pin_plan);
 
         Ok(Engine {
             shared,
@@ -593,6 +552,11 @@ impl Engine {
     /// Shared counters and flags.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The published statistics alone (what the dashboard and live stats read).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
     }
 
     /// What was set up.
@@ -640,7 +604,9 @@ impl Engine {
         Report {
             latencies,
             rx: self.shared.rx.snapshot(),
-            tx: self.shared.tx.iter().map(|c| c.snapshot()).collect(),
+            tx: (0..self.shared.tx.len())
+                .map(|i| self.shared.tx_snapshot(i))
+                .collect(),
             outputs: self.layout.outputs.iter().map(|o| o.name.clone()).collect(),
             hb: self.shared.hb.snapshot(),
             failed: failed || self.shared.failed.load(Ordering::SeqCst),
@@ -651,7 +617,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::protocol::Malformed;
 
     #[test]
     fn heartbeat_json_matches_original() {
@@ -676,13 +641,5 @@ mod tests {
         assert_eq!(a.len(), 8);
         assert_eq!(effective_uuid("1618"), "1618");
         assert!(heartbeat_message(&a).contains(&format!("ZMQ2OSC-{}", &a[..4])));
-    }
-
-    #[test]
-    fn counter_tables_line_up() {
-        assert_eq!(RX_COUNTERS.len(), RX_MALFORMED_BASE + Malformed::COUNT + 3);
-        for (k, m) in Malformed::ALL.iter().enumerate() {
-            assert_eq!(RX_COUNTERS[RX_MALFORMED_BASE + k], m.name());
-        }
     }
 }

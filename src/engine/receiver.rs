@@ -1,6 +1,7 @@
 //! The receiver thread `zmq_rx`: ZMQ SUB receive, header parsing, frame assembly, hand-off to the shards.
 
-use super::*;
+use super::counters::{publish_rx, OutputTallies, RxTallies};
+use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
 use crate::frame::{EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, FrameIo, Reject};
@@ -17,8 +18,9 @@ pub(crate) struct ShardLink {
     pub(crate) ring: Producer<Arc<Frame>>,
     pub(crate) ret: Consumer<Arc<Frame>>,
     pub(crate) thread: Thread,
-    pub(crate) dropped_newest: u64,
-    pub(crate) block_waits: u64,
+    /// What the receiver dropped or waited for on this output (published into the
+    /// receiver's own per-output block, never into the shard's).
+    pub(crate) tallies: OutputTallies,
 }
 
 pub(crate) struct RxIo {
@@ -148,14 +150,14 @@ impl FrameIo for RxIo {
                             // drop_newest, or drop_oldest with the shard stalled past the
                             // ring's headroom: this output loses the new block.
                             if h.num_samples > 0 {
-                                self.links[i].dropped_newest += 1;
+                                self.links[i].tallies.dropped_newest += 1;
                             }
                             self.reclaim(h);
                             break;
                         }
                         // block: stop reading ZMQ until the shard makes room; ZeroMQ's
                         // high-water mark then drops upstream (visible as message_num gaps).
-                        self.links[i].block_waits += 1;
+                        self.links[i].tallies.block_waits += 1;
                         self.links[i].thread.unpark();
                         handle = h;
                         self.recycle();
@@ -170,56 +172,14 @@ impl FrameIo for RxIo {
     }
 }
 
-pub(crate) fn publish_rx(
-    shared: &Shared,
-    asm: &Assembler,
-    io: &RxIo,
-    messages: u64,
-    zmq_errors: u64,
-    ev: (u64, u64),
-) {
-    let c = &asm.counters;
-    let r = &shared.rx;
-    let vals = [
-        messages,
-        c.data_msgs,
-        ev.0,
-        ev.1,
-        c.malformed_total(),
-        c.blocks_emitted,
-        c.blocks_incomplete,
-        c.blocks_incomplete_upstream,
-        c.blocks_learning,
-        c.blocks_no_frame,
-        c.extra_channel_msgs,
-        c.upstream_missing_msgs,
-        c.upstream_sample_gaps,
-        c.upstream_missing_samples,
-        c.backward_jumps,
-        c.restarts,
-        c.stream_changes,
-        c.channel_set_changes,
-        c.data_timeouts,
-        io.links.iter().map(|l| l.dropped_newest).sum(),
-        io.links.iter().map(|l| l.block_waits).sum(),
-        asm.channel_set().len() as u64,
-        asm.stream().map_or(0, |(_, rate)| (rate * 1000.0) as u64),
-        zmq_errors,
-        c.blocks_opened,
-    ];
-    for (i, v) in vals.iter().enumerate() {
-        r.set(i, *v);
-    }
-    for (k, v) in c.malformed.iter().enumerate() {
-        r.set(RX_MALFORMED_BASE + k, *v);
-    }
-    r.set(RX_MALFORMED_BASE + Malformed::COUNT, c.late_msgs);
-    r.set(RX_MALFORMED_BASE + Malformed::COUNT + 1, c.blocks_filled);
-    r.set(RX_MALFORMED_BASE + Malformed::COUNT + 2, c.rows_filled);
-    for (l, t) in io.links.iter().zip(&shared.tx) {
-        t.set(TX_DROPPED_NEWEST, l.dropped_newest);
-        t.set(TX_BLOCK_WAITS, l.block_waits);
-    }
+fn publish(shared: &Shared, asm: &Assembler, io: &RxIo, t: RxTallies) {
+    publish_rx(
+        &shared.rx,
+        &shared.rx_out,
+        asm,
+        t,
+        io.links.iter().map(|l| &l.tallies),
+    );
 }
 
 /// Receives the rest of a multipart message into `scratch` (discarding it).
@@ -251,10 +211,7 @@ pub(crate) fn run_receiver(
     let mut env = [0u8; 16];
     let mut hdr = vec![0u8; 64 * 1024];
     let mut scratch = vec![0u8; (max_block * 4).max(64 * 1024)];
-    let mut messages = 0u64;
-    let mut zmq_errors = 0u64;
-    let mut ttl_events = 0u64;
-    let mut spikes = 0u64;
+    let mut tally = RxTallies::default();
     let mut block_first: Option<(i64, Instant)> = None;
     let mut idle_since: Option<Instant> = None;
     let mut log = RateLimitedLog::default();
@@ -262,14 +219,7 @@ pub(crate) fn run_receiver(
     // Counters and latency histograms go to the controller together.
     macro_rules! publish {
         ($now:expr) => {
-            publish_rx(
-                &shared,
-                &asm,
-                &io,
-                messages,
-                zmq_errors,
-                (ttl_events, spikes),
-            );
+            publish(&shared, &asm, &io, tally);
             lat_pub.maybe_publish(&mut lat, $now);
         };
     }
@@ -287,7 +237,7 @@ pub(crate) fn run_receiver(
                 if shared.reconnect_data.swap(false, Ordering::Relaxed) {
                     let _ = sub.disconnect(endpoint);
                     if let Err(e) = sub.connect(endpoint) {
-                        zmq_errors += 1;
+                        tally.zmq_errors += 1;
                         if verbose {
                             eprintln!("zmq_rx: reconnect to {endpoint} failed: {e}");
                         }
@@ -312,7 +262,7 @@ pub(crate) fn run_receiver(
             }
             Err(zmq::Error::ETERM) => break,
             Err(e) => {
-                zmq_errors += 1;
+                tally.zmq_errors += 1;
                 if verbose
                     && log
                         .admit(crate::net::LogKind::Other, Instant::now())
@@ -326,12 +276,12 @@ pub(crate) fn run_receiver(
             }
         };
         idle_since = None;
-        messages += 1;
+        tally.messages += 1;
         let now = Instant::now();
         shared
             .last_message_ms
             .store(wall_ms() as u64, Ordering::Relaxed);
-        if messages.is_multiple_of(1024) {
+        if tally.messages.is_multiple_of(1024) {
             publish!(now);
             // No asm.poll() here: deadlines only apply once the socket is drained, so a
             // receiver descheduled for a while never drops a block whose rest is queued.
@@ -354,7 +304,7 @@ pub(crate) fn run_receiver(
         let hn = match sub.recv_into(&mut hdr, 0) {
             Ok(hn) => hn,
             Err(_) => {
-                zmq_errors += 1;
+                tally.zmq_errors += 1;
                 drain(&sub, &mut scratch);
                 continue;
             }
@@ -464,7 +414,7 @@ pub(crate) fn run_receiver(
                         asm.counters.count(Malformed::TooManyFrames);
                     } else if e.event_type == 3 && got.min(scratch.len()) == 10 {
                         if let Ok(t) = protocol::parse_ttl(&scratch[..10]) {
-                            ttl_events += 1;
+                            tally.ttl_events += 1;
                             if io.events.push_ttl(e.sample_num, t.line, t.state, t.word) {
                                 io.events_since.get_or_insert(now);
                             }
@@ -490,7 +440,7 @@ pub(crate) fn run_receiver(
                 } else if want != Some(got as i64) || got > scratch.len() || s.num_channels < 0 {
                     asm.counters.count(Malformed::BadSpike);
                 } else {
-                    spikes += 1;
+                    tally.spikes += 1;
                     if io.events.push_spike(
                         s.sample_num,
                         &s.electrode,
@@ -516,14 +466,7 @@ pub(crate) fn run_receiver(
     asm.flush(&mut io);
     io.events_since = None;
     io.flush_events(Instant::now());
-    publish_rx(
-        &shared,
-        &asm,
-        &io,
-        messages,
-        zmq_errors,
-        (ttl_events, spikes),
-    );
+    publish(&shared, &asm, &io, tally);
     drop(io);
     lat
 }

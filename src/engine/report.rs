@@ -1,6 +1,6 @@
-//! What the engine was started with and the final report (ledger).
+//! What the engine was started with (start-up layout) and the final report (ledger).
 
-use super::*;
+use super::{OutputLayout, PinReport};
 use crate::telemetry::latency::Latencies;
 use std::time::Duration;
 
@@ -19,8 +19,8 @@ pub struct Layout {
     pub slab_bytes: usize,
     /// Ring capacity (blocks) between receiver and each shard.
     pub ring_capacity: usize,
-    /// Core ids the hot threads were pinned to (empty = not pinned) and why.
-    pub pinning: String,
+    /// Which hot thread sits on which core, or why pinning was skipped.
+    pub pinning: PinReport,
     /// Idle spin before parking.
     pub spin: Duration,
 }

@@ -1,13 +1,29 @@
 //! An encoder shard `osc_tx_N`: downsample, batch, encode and send one output, with pacing.
 
-use super::*;
+use super::counters::publish_tx;
+use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
+use crate::frame::Frame;
 use crate::net::{RateLimitedLog, UdpSender};
 use crate::output::{OutputPipeline, StatusValues, Transmit};
-use crate::telemetry::latency::{span, CounterBlock, Latencies, LatencyPublisher};
+use crate::telemetry::latency::{span, Latencies, LatencyPublisher};
+use rtrb::{Consumer, Producer};
 use std::sync::Arc;
 use std::thread::{self};
 use std::time::{Duration, Instant};
+
+/// What a shard thread is started with.
+pub(crate) struct ShardStart {
+    pub(crate) name: String,
+    pub(crate) frames: Consumer<Arc<Frame>>,
+    pub(crate) ret: Producer<Arc<Frame>>,
+    pub(crate) pipeline: OutputPipeline,
+    pub(crate) sender: UdpSender,
+    pub(crate) pacing: bool,
+    /// Test hook: panic after this many frames.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) panic_after: Option<u64>,
+}
 
 pub(crate) struct ShardTx {
     pub(crate) sender: UdpSender,
@@ -68,60 +84,17 @@ impl Transmit for ShardTx {
     fn status(&self) -> StatusValues {
         let r = &self.shared.rx;
         let t = &self.shared.tx[self.index];
+        let o = &self.shared.rx_out[self.index];
         StatusValues {
-            received: r.by_name("blocks_opened"),
+            received: r.blocks_opened.get(),
             sent: self.sender.stats().datagrams_sent,
-            dropped_policy: t.by_name("dropped_oldest") + t.by_name("dropped_newest"),
-            upstream_gaps: r.by_name("upstream_missing_msgs"),
-            malformed: r.by_name("malformed"),
-            incomplete: r.by_name("blocks_incomplete") + r.by_name("blocks_incomplete_upstream"),
-            channels: r.by_name("channels"),
-            rate: r.by_name("sample_rate_mhz") as f32 / 1000.0,
+            dropped_policy: t.dropped_oldest.get() + o.dropped_newest.get(),
+            upstream_gaps: r.upstream_missing_msgs.get(),
+            malformed: r.malformed.get(),
+            incomplete: r.blocks_incomplete.get() + r.blocks_incomplete_upstream.get(),
+            channels: r.channels.get(),
+            rate: r.sample_rate_mhz.get() as f32 / 1000.0,
         }
-    }
-}
-
-pub(crate) fn publish_tx(
-    c: &CounterBlock,
-    p: &OutputPipeline,
-    tx: &ShardTx,
-    dropped_oldest: u64,
-    queued: usize,
-) {
-    let o = &p.counters;
-    let s = tx.sender.stats();
-    let vals = [
-        o.frames,
-        dropped_oldest,
-        o.frames_skipped,
-        o.rows,
-        o.datagrams,
-        o.bytes,
-        o.oversize,
-        o.group_samples_discarded,
-        o.timer_flushes,
-        o.forced_flushes,
-        o.batches,
-        s.datagrams_sent,
-        s.dropped(),
-        s.refused,
-        s.would_block_dropped,
-        s.too_big,
-        s.other_errors,
-        s.syscalls,
-        s.gso_batches,
-        s.gso_fallbacks,
-        queued as u64,
-        p.pending_group_samples() as u64,
-        o.split_messages,
-        o.ttl_sent,
-        o.spikes_sent,
-        o.status_sent,
-        o.notices_sent,
-    ];
-    debug_assert_eq!(vals.len(), TX_DROPPED_NEWEST);
-    for (i, v) in vals.iter().enumerate() {
-        c.set(i, *v);
     }
 }
 
@@ -133,7 +106,6 @@ pub(crate) fn run_shard(
     policy: OverflowStrategy,
     queue_max: usize,
     spin: Duration,
-    panic_after: Option<u64>,
     verbose: bool,
     mut lat_pub: LatencyPublisher,
 ) -> Latencies {
@@ -144,6 +116,8 @@ pub(crate) fn run_shard(
         mut pipeline,
         sender,
         pacing,
+        #[cfg(feature = "test-hooks")]
+        panic_after,
     } = st;
     let mut tx = ShardTx {
         sender,
@@ -184,6 +158,7 @@ pub(crate) fn run_shard(
                         now.duration_since(f.arrival).as_nanos() as u64,
                     );
                 }
+                #[cfg(feature = "test-hooks")]
                 if panic_after.is_some_and(|n| pipeline.counters.frames >= n) {
                     panic!("osc_tx_{index}: injected failure (test hook)");
                 }
@@ -222,7 +197,13 @@ pub(crate) fn run_shard(
                 }
                 // The return ring holds the whole pool: this push cannot fail.
                 let _ = ret.push(f);
-                publish_tx(counters, &pipeline, &tx, dropped_oldest, frames.slots());
+                publish_tx(
+                    counters,
+                    &pipeline,
+                    &tx.sender,
+                    dropped_oldest,
+                    frames.slots(),
+                );
                 lat_pub.maybe_publish(&mut tx.lat, done);
                 if pipeline.counters.oversize > oversize_logged {
                     oversize_logged = pipeline.counters.oversize;
@@ -247,7 +228,7 @@ pub(crate) fn run_shard(
                     std::hint::spin_loop();
                     continue;
                 }
-                publish_tx(counters, &pipeline, &tx, dropped_oldest, 0);
+                publish_tx(counters, &pipeline, &tx.sender, dropped_oldest, 0);
                 lat_pub.maybe_publish(&mut tx.lat, now);
                 let wait = due
                     .map_or(Duration::from_millis(20), |d| {
@@ -260,6 +241,6 @@ pub(crate) fn run_shard(
     }
     tx.pace_span = Duration::ZERO;
     pipeline.finish(Instant::now(), &mut tx);
-    publish_tx(counters, &pipeline, &tx, dropped_oldest, 0);
+    publish_tx(counters, &pipeline, &tx.sender, dropped_oldest, 0);
     tx.lat
 }

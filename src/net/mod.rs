@@ -435,9 +435,10 @@ impl UdpSender {
         self.shared.stats
     }
 
-    /// Test hook: the next GSO send fails with `errno` as if the kernel had returned it (the
-    /// kernel is not called). No effect on the portable backend or when GSO is off.
-    #[doc(hidden)]
+    /// Test hook (unit tests and feature `test-hooks` only): the next GSO send fails with
+    /// `errno` as if the kernel had returned it (the kernel is not called). No effect on the
+    /// portable backend or when GSO is off.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn inject_gso_error(&mut self, errno: i32) {
         match &mut self.backend {
             Backend::Portable => {

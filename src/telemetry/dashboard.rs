@@ -1,8 +1,9 @@
 //! Live full-screen terminal dashboard.
 //!
-//! A render thread (`dashboard`) redraws 4 times a second from the counters the hot threads
-//! already publish ([`Shared`]'s counter blocks and `last_message_ms`, read through
-//! [`crate::telemetry::livestats`]); it never touches the hot threads. Plain ANSI escape sequences: the
+//! A render thread (`dashboard`) redraws 4 times a second from the counters the threads
+//! already publish ([`Stats`]: counter blocks and `last_message_ms`, read through
+//! [`crate::telemetry::livestats`]); it never touches the hot threads and needs nothing of the
+//! engine. Plain ANSI escape sequences: the
 //! alternate screen (`ESC[?1049h` / `ESC[?1049l`), cursor home, erase to end of line and below,
 //! hidden cursor. Each frame is one `write_all`.
 //!
@@ -18,8 +19,9 @@
 //! [`Dashboard::stop`].
 #![allow(unsafe_code)]
 
-use crate::engine::Shared;
+use crate::telemetry::counters::Stats;
 use crate::telemetry::livestats::{Rates, Sample};
+use crate::telemetry::sys;
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,79 +40,6 @@ pub const LEAVE: &[u8] = b"\x1b[?25h\x1b[?1049l";
 /// True while the alternate screen is on (set by the render thread, cleared by whoever
 /// restores first).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-
-/// Small OS helpers (the only `unsafe` of the dashboard).
-pub mod sys {
-    use std::time::Duration;
-
-    /// CPU time consumed by the calling thread (`None` where unsupported).
-    pub fn thread_cpu_time() -> Option<Duration> {
-        #[cfg(unix)]
-        {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `ts` is a valid, writable timespec that outlives the call;
-            // CLOCK_THREAD_CPUTIME_ID only reads the calling thread's accounting.
-            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-        }
-        #[cfg(not(unix))]
-        {
-            None
-        }
-    }
-
-    /// `sysconf(_SC_CLK_TCK)`: the unit of `/proc/<pid>/stat` times (100 when unknown).
-    pub fn clock_ticks_per_second() -> u64 {
-        #[cfg(unix)]
-        {
-            // SAFETY: sysconf has no preconditions; it only returns a value.
-            let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-            if t > 0 {
-                return t as u64;
-            }
-        }
-        100
-    }
-
-    /// (columns, rows) of the terminal on stdout (`None` if stdout is not a terminal).
-    pub fn terminal_size() -> Option<(usize, usize)> {
-        #[cfg(unix)]
-        {
-            let mut ws = libc::winsize {
-                ws_row: 0,
-                ws_col: 0,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, writable `ws`; fd 1 may
-            // be anything, in which case the call fails and `ws` is not used.
-            let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-            (rc == 0 && ws.ws_col > 0 && ws.ws_row > 0)
-                .then_some((ws.ws_col as usize, ws.ws_row as usize))
-        }
-        #[cfg(not(unix))]
-        {
-            None
-        }
-    }
-
-    /// Writes `bytes` to fd 1 with `write(2)` only (async-signal-safe; best effort).
-    pub fn raw_write_stdout(bytes: &[u8]) {
-        #[cfg(unix)]
-        {
-            // SAFETY: the pointer and length describe a live slice for the whole call;
-            // write(2) is async-signal-safe and a failure is ignored on purpose.
-            let _ = unsafe { libc::write(1, bytes.as_ptr().cast(), bytes.len()) };
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = bytes;
-        }
-    }
-}
 
 /// Leaves the alternate screen and shows the cursor, if the dashboard had entered it.
 /// Idempotent; safe to call from any thread (not from a signal handler).
@@ -207,7 +136,7 @@ pub struct Dashboard {
 impl Dashboard {
     /// Enters the alternate screen and starts redrawing [`FPS`] times a second.
     pub fn start(
-        shared: Arc<Shared>,
+        shared: Arc<Stats>,
         started: Instant,
         info: DashboardInfo,
     ) -> std::io::Result<Dashboard> {
@@ -249,7 +178,7 @@ impl Drop for Dashboard {
 }
 
 fn render_loop(
-    shared: &Shared,
+    shared: &Stats,
     started: Instant,
     info: &DashboardInfo,
     stop: &AtomicBool,
@@ -444,12 +373,23 @@ pub fn render(
         d.incomplete, d.incomplete_upstream, d.upstream_missing_msgs
     ));
     lines.push(format!(
+        "  while learning      {:>9}   no free frame        {:>9}   (blocks dropped at the receiver)",
+        d.learning, d.no_frame
+    ));
+    lines.push(format!(
         "  dropped oldest      {:>9}   dropped newest       {:>9}   (queue policy)",
         d.dropped_oldest, d.dropped_newest
     ));
     lines.push(format!(
         "  send failures       {:>9}   malformed msgs       {:>9}   oversize datagrams    {:>9}",
         d.send_failed, d.malformed, d.oversize
+    ));
+    lines.push(format!(
+        "  of the send failures: kernel buffer full {}  refused {}  too big {}  other {}",
+        s.tx("would_block_dropped"),
+        s.tx("refused"),
+        s.tx("too_big"),
+        s.tx("other_errors")
     ));
     lines.push(format!(
         "  upstream gaps       {:>9}   ({} samples missing by sample_num)   late msgs {}",
@@ -525,7 +465,7 @@ pub fn strip_ansi(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{HB_COUNTERS, RX_COUNTERS, TX_COUNTERS};
+    use crate::telemetry::counters::{HB_COUNTERS, RX_COUNTERS, TX_COUNTERS};
 
     fn sample() -> Sample {
         let mut rx = vec![0; RX_COUNTERS.len()];
@@ -535,6 +475,8 @@ mod tests {
         set(&mut rx, RX_COUNTERS, "channels", 256);
         set(&mut rx, RX_COUNTERS, "sample_rate_mhz", 30_000_000);
         set(&mut rx, RX_COUNTERS, "blocks_incomplete", 3);
+        set(&mut rx, RX_COUNTERS, "blocks_learning", 5);
+        set(&mut rx, RX_COUNTERS, "blocks_no_frame", 6);
         let mut tx = vec![0; TX_COUNTERS.len()];
         set(&mut tx, TX_COUNTERS, "queued", 41);
         let mut hb = vec![0; HB_COUNTERS.len()];
@@ -582,6 +524,8 @@ mod tests {
             "30000 dgram/s",
             "41 / 164 blocks",
             "incomplete blocks           3",
+            "while learning              5",
+            "no free frame                6",
             "CPU n/a",
             "RSS n/a",
             "no block sent yet",

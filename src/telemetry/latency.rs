@@ -1,60 +1,15 @@
-//! Counters and latency histograms.
+//! Latency histograms.
 //!
-//! Each hot thread owns its counters as plain integers and publishes them now and then into
-//! its own [`CounterBlock`] (relaxed atomic stores on a cache-padded block, one writer), so
-//! readers (stats line, final report) never contend with the hot path. Each hot thread also
-//! owns bounded `hdrhistogram` histograms (fixed range, no auto-resize: recording never
-//! allocates; values outside the range are clamped by `saturating_record`). They are merged
-//! when the threads are joined.
+//! Each hot thread owns bounded `hdrhistogram` histograms (fixed range, no auto-resize:
+//! recording never allocates; values outside the range are clamped by `saturating_record`).
+//! It hands them over once a second through an SPSC ring ([`LatencyPublisher`] →
+//! [`LatencyCollector`]) and returns the rest when it is joined. Counters live in
+//! [`crate::telemetry::counters`].
 
-use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A fixed set of named counters written by one thread and read by others.
-#[derive(Debug)]
-pub struct CounterBlock {
-    names: &'static [&'static str],
-    values: CachePadded<Box<[AtomicU64]>>,
-}
-
-impl CounterBlock {
-    /// Counters named `names`, all zero.
-    pub fn new(names: &'static [&'static str]) -> Self {
-        CounterBlock {
-            names,
-            values: CachePadded::new((0..names.len()).map(|_| AtomicU64::new(0)).collect()),
-        }
-    }
-    /// Publishes counter `i` (single writer).
-    #[inline]
-    pub fn set(&self, i: usize, v: u64) {
-        self.values[i].store(v, Ordering::Relaxed);
-    }
-    /// Reads counter `i`.
-    #[inline]
-    pub fn get(&self, i: usize) -> u64 {
-        self.values[i].load(Ordering::Relaxed)
-    }
-    /// Reads a counter by name (0 when unknown).
-    pub fn by_name(&self, name: &str) -> u64 {
-        self.names
-            .iter()
-            .position(|n| *n == name)
-            .map_or(0, |i| self.get(i))
-    }
-    /// `(name, value)` pairs.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        self.names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (*n, self.get(i)))
-            .collect()
-    }
-}
 
 /// Highest latency a histogram records exactly (ns): 100 s.
 pub const MAX_LATENCY_NS: u64 = 100_000_000_000;
@@ -301,15 +256,6 @@ impl Default for Latencies {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counters_publish_and_read() {
-        let c = CounterBlock::new(&["a", "b"]);
-        c.set(1, 7);
-        assert_eq!(c.by_name("b"), 7);
-        assert_eq!(c.by_name("zz"), 0);
-        assert_eq!(c.snapshot(), vec![("a", 0), ("b", 7)]);
-    }
 
     #[test]
     fn publisher_hands_histograms_over_without_losing_values() {

@@ -1,17 +1,15 @@
 //! Live statistics for the dashboard and the headless JSON lines.
 //!
-//! Everything here reads what the threads already publish: the [`CounterBlock`]s of
-//! [`Shared`] (relaxed atomic loads, one writer each) and [`Shared::last_message_ms`]. Nothing
-//! is added to the hot path. Latency percentiles come from [`Shared::latency_summary`]: each
+//! Everything here reads what the threads already publish: the counter blocks of [`Stats`]
+//! (relaxed atomic loads, one writer each) and [`Stats::last_message_ms`]. Nothing is added
+//! to the hot path. Latency percentiles come from [`Stats::latency_summary`]: each
 //! hot thread hands its histograms over once a second through SPSC rings (two pointer moves,
 //! no lock, no allocation), so live views are at most about a second behind.
 //!
 //! Process CPU and RSS come from `/proc/self/stat` and `/proc/self/status` on Linux (`None`
 //! elsewhere).
-//!
-//! [`CounterBlock`]: crate::telemetry::latency::CounterBlock
 
-use crate::engine::{Shared, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
+use crate::telemetry::counters::{Stats, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
 use serde_json::{Map, Number, Value};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +64,8 @@ pub const USED_COUNTERS: [(&str, &[&str]); 3] = [
             "blocks_emitted",
             "blocks_incomplete",
             "blocks_incomplete_upstream",
+            "blocks_learning",
+            "blocks_no_frame",
             "upstream_missing_msgs",
             "upstream_sample_gaps",
             "upstream_missing_samples",
@@ -89,6 +89,10 @@ pub const USED_COUNTERS: [(&str, &[&str]); 3] = [
             "dropped_oldest",
             "send_dropped",
             "oversize",
+            "would_block_dropped",
+            "refused",
+            "too_big",
+            "other_errors",
         ],
     ),
     (
@@ -106,16 +110,16 @@ pub const USED_COUNTERS: [(&str, &[&str]); 3] = [
 
 impl Sample {
     /// Reads every counter now. `started` is the bridge's start time.
-    pub fn take(shared: &Shared, started: Instant) -> Sample {
+    pub fn take(shared: &Stats, started: Instant) -> Sample {
         let at = Instant::now();
-        let rx = (0..RX_COUNTERS.len()).map(|i| shared.rx.get(i)).collect();
+        let rx = shared.rx.values();
         let mut tx = vec![0u64; TX_COUNTERS.len()];
-        for block in &shared.tx {
-            for (i, v) in tx.iter_mut().enumerate() {
-                *v += block.get(i);
+        for i in 0..shared.tx.len() {
+            for (sum, v) in tx.iter_mut().zip(shared.tx_values(i)) {
+                *sum += v;
             }
         }
-        let hb = (0..HB_COUNTERS.len()).map(|i| shared.hb.get(i)).collect();
+        let hb = shared.hb.values();
         let last = shared
             .last_message_ms
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -165,6 +169,8 @@ impl Sample {
         Drops {
             incomplete: self.rx("blocks_incomplete"),
             incomplete_upstream: self.rx("blocks_incomplete_upstream"),
+            learning: self.rx("blocks_learning"),
+            no_frame: self.rx("blocks_no_frame"),
             upstream_missing_msgs: self.rx("upstream_missing_msgs"),
             dropped_oldest: self.tx("dropped_oldest"),
             dropped_newest: self.rx("dropped_newest"),
@@ -183,6 +189,10 @@ pub struct Drops {
     pub incomplete: u64,
     /// Blocks dropped incomplete because messages were lost upstream (`message_num` gaps).
     pub incomplete_upstream: u64,
+    /// Blocks dropped while the channel set was being learned.
+    pub learning: u64,
+    /// Blocks dropped for want of a free frame.
+    pub no_frame: u64,
     /// Messages missing upstream by `message_num`.
     pub upstream_missing_msgs: u64,
     /// Blocks the encoder discarded (`drop_oldest`).
@@ -241,7 +251,7 @@ impl Rates {
 /// Clock ticks per second for `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| crate::telemetry::dashboard::sys::clock_ticks_per_second() as f64)
+    *TICKS.get_or_init(|| crate::telemetry::sys::clock_ticks_per_second() as f64)
 }
 
 /// Parses `utime + stime` (seconds) out of a `/proc/<pid>/stat` line.
@@ -293,9 +303,16 @@ fn counters(names: &[&str], vals: &[u64]) -> Value {
 /// the interval), `queue` (`queued` / ring `capacity`), `last_message_age_s` (null before
 /// the first message), `process` (`cpu_percent`, `rss_bytes`; null without `/proc`) and
 /// `latency` (`bridge_added_p50_ms`, `bridge_added_p99_ms`, `bridge_added_count` so far; null
-/// before the first block went out), and `final`
-/// (true on the object written after the threads stopped, holding the final counters).
-pub fn json_line(cur: &Sample, prev: &Sample, ring_capacity: usize, last: bool) -> String {
+/// before the first block went out), `final` (true on the object written after the threads
+/// stopped, holding the final counters) and the `extra` keys the caller adds (the bridge adds
+/// `pinning`). `tx` counters are summed over the outputs.
+pub fn json_line(
+    cur: &Sample,
+    prev: &Sample,
+    ring_capacity: usize,
+    last: bool,
+    extra: &[(&str, Value)],
+) -> String {
     let r = Rates::between(prev, cur);
     let mut o = Map::new();
     o.insert("t".into(), num(cur.t));
@@ -344,6 +361,9 @@ pub fn json_line(cur: &Sample, prev: &Sample, ring_capacity: usize, last: bool) 
     o.insert("rx".into(), counters(RX_COUNTERS, &cur.rx));
     o.insert("tx".into(), counters(TX_COUNTERS, &cur.tx));
     o.insert("hb".into(), counters(HB_COUNTERS, &cur.hb));
+    for (k, v) in extra {
+        o.insert((*k).to_string(), v.clone());
+    }
     Value::Object(o).to_string()
 }
 
@@ -409,13 +429,21 @@ mod tests {
         let b = mk(t0 + std::time::Duration::from_secs(2), 2000, 500);
         let r = Rates::between(&a, &b);
         assert_eq!((r.zmq_msgs, r.datagrams, r.mbytes), (1000.0, 250.0, 0.25));
-        let v: Value = serde_json::from_str(&json_line(&b, &a, 7, false)).unwrap();
+        let v: Value = serde_json::from_str(&json_line(
+            &b,
+            &a,
+            7,
+            false,
+            &[("pinning", Value::from("x"))],
+        ))
+        .unwrap();
         assert_eq!(v["t"], 2.0);
         assert_eq!(v["rx"]["messages"], 2000);
         assert_eq!(v["tx"]["sent"], 500);
         assert_eq!(v["queue"]["capacity"], 7);
         assert_eq!(v["rates"]["zmq_msgs_per_s"], 1000.0);
         assert_eq!(v["hb_state"], "connecting");
+        assert_eq!(v["pinning"], "x");
         assert!(v["last_message_age_s"].is_null());
         assert_eq!(v["rx"].as_object().unwrap().len(), RX_COUNTERS.len());
         assert_eq!(v["tx"].as_object().unwrap().len(), TX_COUNTERS.len());

@@ -7,7 +7,7 @@ use rosc::{OscPacket, OscType};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use zmq2osc::config::Config;
-use zmq2osc::engine::{Engine, EngineOptions};
+use zmq2osc::engine::{Engine, EngineOptions, PinRequest};
 
 /// Upper bound for any wait in a test.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -61,7 +61,7 @@ pub fn config(zmq_port: u16, osc_port: u16) -> Config {
 /// Starts the engine quietly, without pinning.
 pub fn start(cfg: &Config) -> Engine {
     let opts = EngineOptions {
-        pin_threads: false,
+        pin: PinRequest::Off,
         verbose: false,
         ..Default::default()
     };
