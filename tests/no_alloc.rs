@@ -278,7 +278,7 @@ fn events_status_notices_and_a_channel_set_change_do_not_allocate() {
         };
         k += 1;
         // Each block waits for the bridge: paced by its progress, not by a clock.
-        let n = send(&mut publ, ch, k % 4 == 0);
+        let n = send(&mut publ, ch, k.is_multiple_of(4));
         wait_emitted(&eng, n.saturating_sub(4));
     }
     let n = send(&mut publ, &second, true);

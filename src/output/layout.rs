@@ -404,8 +404,12 @@ mod tests {
             let mut g = 0u32;
             while !s2.load(Ordering::Relaxed) {
                 g += 1;
-                let name = if g % 2 == 0 { "even" } else { "odd-name" };
-                let n = if g % 2 == 0 { 64 } else { 10 };
+                let name = if g.is_multiple_of(2) {
+                    "even"
+                } else {
+                    "odd-name"
+                };
+                let n = if g.is_multiple_of(2) { 64 } else { 10 };
                 w.publish(g, f64::from(g), &chans[..n], name, |_| name);
                 std::thread::yield_now();
             }
@@ -415,7 +419,7 @@ mod tests {
         while seen < 500 {
             if b.read_into(&mut c) {
                 seen += 1;
-                let even = c.generation % 2 == 0;
+                let even = c.generation.is_multiple_of(2);
                 assert_eq!(c.rate, f64::from(c.generation));
                 assert_eq!(c.channels.len(), if even { 64 } else { 10 });
                 let want = if even { "even" } else { "odd-name" };
