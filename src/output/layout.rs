@@ -130,6 +130,9 @@ impl LayoutBoard {
             if out.with_names {
                 for &c in &out.channels {
                     let c = c as usize;
+                    if c >= out.name_len.len() {
+                        continue;
+                    }
                     let len = (self.name_len[c].load(Ordering::Relaxed) as usize).min(NAME_CAP);
                     let base = c * NAME_CAP;
                     for i in 0..len {
@@ -373,6 +376,12 @@ mod tests {
         assert_eq!(c.name(0), Some("A1"));
         assert_eq!(c.name(1), None);
         assert_eq!(c.name(2), Some("Ünïcode"));
+        let mut small = LayoutCopy::new(2, true);
+        assert!(b.read_into(&mut small), "a smaller copy takes what fits");
+        assert_eq!(
+            (small.channels.len() <= 4, small.name(0)),
+            (true, Some("A1"))
+        );
         let info = b.snapshot().unwrap();
         assert_eq!(info.names.len(), 3);
         assert!(info
