@@ -16,7 +16,7 @@
 //!    `config error at performance.pin_threads: expected true or false, got "yes"`);
 //! 3. the minimal format's spellings are folded in (`performance.zmq_*` win over `zmq.*`,
 //!    `osc.processing.enable_batching` over `performance.enable_batching`), the presets of
-//!    `performance.mode` fill the keys the file did not give ([`presets`]), and each
+//!    `performance.mode` fill the keys the file did not give ([`Config::apply_mode_presets`]), and each
 //!    `outputs` entry is resolved into an [`OutputSpec`] with defaults from `osc.*`.
 //!
 //! Differences from the original, on purpose: an unknown key is a warning instead of
