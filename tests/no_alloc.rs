@@ -306,14 +306,12 @@ fn events_status_notices_and_a_channel_set_change_do_not_allocate() {
         "a notice per output for the change: {notices}"
     );
     assert!(status >= 2, "status messages while measured: {status}");
+    // Addresses sent on every row (a rare message could be lost by a starved receiver; the
+    // counters above vouch for those).
     for a in [
         "/data/example_data/CH1",
         "/data/example_data/Fz",
         "/data/example_data/CH21",
-        "/data/ttl",
-        "/data/spike",
-        "/data/status",
-        "/data/notice",
         "/data/sample/part",
     ] {
         assert!(seen.contains(a), "{a} never arrived: {seen:?}");
