@@ -1,7 +1,9 @@
 //! The hot path does not allocate: a counting global allocator counts allocations made on the
 //! bridge's hot threads (`zmq_rx`, `osc_tx_0`, marked by `zmq2osc::hot`) while the real
 //! engine receives from a real ZMQ publisher and sends to a real UDP socket, in each output
-//! mode. (libzmq's own C allocations do not go through Rust's allocator and are not counted.)
+//! mode, and for over two seconds with TTL events, spikes, status messages and notices flowing
+//! and a channel-set change in the middle. (libzmq's own C allocations do not go through
+//! Rust's allocator and are not counted.)
 
 mod common;
 
@@ -176,6 +178,148 @@ fn new_output_features_do_not_allocate() {
         let (parsed, _) = zmq2osc::config::Config::from_json_str(&text).unwrap();
         c.outputs = parsed.outputs;
     });
+}
+
+/// The OSC address of a datagram (inside a bundle or not).
+fn address_of(d: &[u8]) -> String {
+    let m = if d.starts_with(b"#bundle\0") && d.len() > 20 {
+        &d[20..]
+    } else {
+        d
+    };
+    let end = m.iter().position(|&b| b == 0).unwrap_or(m.len());
+    String::from_utf8_lossy(&m[..end]).into_owned()
+}
+
+/// Two seconds or more of everything at once on the hot threads: blocks, TTL events and
+/// spikes, once-a-second status messages, a channel-set change halfway (new columns, new
+/// per-channel addresses built from the stream and channel names, notices), splitting,
+/// bundles with sample-clock time tags.
+#[test]
+fn events_status_notices_and_a_channel_set_change_do_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    TRACE.store(
+        std::env::var_os("NO_ALLOC_TRACE").is_some(),
+        Ordering::SeqCst,
+    );
+    let ctx = zmq::Context::new();
+    let (mut publ, zport) = publisher(&ctx);
+    let (rx, oport) = receiver();
+    let mut cfg = config(zport, oport);
+    let text = format!(
+        r#"{{"outputs": [
+            {{"host": "127.0.0.1", "port": {oport}, "format": "per_channel",
+              "address": "{{base}}/{{stream}}/{{name}}", "names": {{"3": "Fz"}},
+              "downsampling_factor": 10, "events": true, "spikes": true, "spike_waveform": true,
+              "status": true, "notices": true, "sample_number": true, "bundle": "sample_clock"}},
+            {{"host": "127.0.0.1", "port": {oport}, "downsampling_factor": 1, "max_datagram": 64,
+              "events": true, "spikes": true, "status": true, "notices": true}}]}}"#
+    );
+    let (parsed, warnings) = zmq2osc::config::Config::from_json_str(&text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    cfg.outputs = parsed.outputs;
+    let eng = start(&cfg);
+    publ.wait_for_subscriber(WAIT).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    // Collects the addresses that arrive (not a hot thread).
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut seen = std::collections::BTreeSet::new();
+        while !s2.load(Ordering::Relaxed) {
+            if let Ok(n) = rx.recv(&mut buf) {
+                seen.insert(address_of(&buf[..n]));
+            }
+        }
+        seen
+    });
+    let tx_sum = |name: &str| -> u64 { eng.shared().tx.iter().map(|t| t.by_name(name)).sum() };
+    let first: Vec<u32> = (0..16).collect();
+    let second: Vec<u32> = (0..8).chain(20..28).collect();
+    let mut j = 0i64;
+    let mut blocks = 0u64;
+    let mut send = |publ: &mut oe_testkit::sim::Publisher, ch: &[u32], events: bool| {
+        if events {
+            publ.send_ttl("example_data", 100, j, 1, 1, 0b10, None)
+                .unwrap();
+            publ.send_spike("example_data", "Tetrode 1", j, 1, 4, 2, &[1.0; 4], None)
+                .unwrap();
+        }
+        send_block(publ, ch, j, 100);
+        j += 100;
+        blocks += 1;
+        blocks
+    };
+    // Warm-up: both channel sets and every kind of message once.
+    for k in 0..20 {
+        let ch = if k < 10 { &second } else { &first };
+        let n = send(&mut publ, ch, k % 5 == 0);
+        // A block goes out when the next one starts; a channel-set change costs two more
+        // (the block cut short and the one the new set is learned from).
+        wait_emitted(&eng, n.saturating_sub(4));
+    }
+    let before = |name: &str| tx_sum(name);
+    let (ttl0, spikes0, notices0, status0) = (
+        before("ttl_sent"),
+        before("spikes_sent"),
+        before("notices_sent"),
+        before("status_sent"),
+    );
+    ARMED.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    let mut changed = false;
+    let mut k = 0u32;
+    while t0.elapsed() < Duration::from_millis(2100) {
+        let ch = if t0.elapsed() < Duration::from_millis(1000) {
+            &first
+        } else {
+            changed = true;
+            &second
+        };
+        k += 1;
+        // Each block waits for the bridge: paced by its progress, not by a clock.
+        let n = send(&mut publ, ch, k.is_multiple_of(4));
+        wait_emitted(&eng, n.saturating_sub(4));
+    }
+    let n = send(&mut publ, &second, true);
+    wait_emitted(&eng, n - 4);
+    ARMED.store(false, Ordering::SeqCst);
+    let allocs = HOT_ALLOCS.swap(0, Ordering::SeqCst);
+    let during = (
+        tx_sum("ttl_sent") - ttl0,
+        tx_sum("spikes_sent") - spikes0,
+        tx_sum("notices_sent") - notices0,
+        tx_sum("status_sent") - status0,
+    );
+    let r = eng.shutdown();
+    stop.store(true, Ordering::SeqCst);
+    let seen = drainer.join().unwrap();
+    assert!(!r.failed);
+    assert!(changed, "the channel set did not change while measured");
+    let (ttl, spikes, notices, status) = during;
+    assert!(
+        ttl >= 2 && spikes >= 2,
+        "events while measured: ttl {ttl}, spikes {spikes}"
+    );
+    assert!(
+        notices >= 2,
+        "a notice per output for the change: {notices}"
+    );
+    assert!(status >= 2, "status messages while measured: {status}");
+    // Addresses sent on every row (a rare message could be lost by a starved receiver; the
+    // counters above vouch for those).
+    for a in [
+        "/data/example_data/CH1",
+        "/data/example_data/Fz",
+        "/data/example_data/CH21",
+        "/data/sample/part",
+    ] {
+        assert!(seen.contains(a), "{a} never arrived: {seen:?}");
+    }
+    assert_eq!(
+        allocs, 0,
+        "hot threads allocated {allocs} times with events, status, notices and a channel-set change"
+    );
 }
 
 #[test]

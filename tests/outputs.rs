@@ -122,6 +122,23 @@ fn per_channel_template_names_and_sparse_layout() {
     assert_eq!(f[0], v(0, 2));
     assert!(f[1].is_nan());
     assert_eq!(f[2], v(2, 2));
+    // The controller sees the same layout, without any lock on the hot threads.
+    let l = eng
+        .shared()
+        .layout_snapshot()
+        .expect("a layout was published");
+    assert_eq!(l.stream, "example_data");
+    assert_eq!(l.channels, vec![0, 2]);
+    assert_eq!(l.rate, 30000.0);
+    assert_eq!(
+        l.names,
+        vec![(0, "CH1".to_string()), (2, "CH3".to_string())],
+        "OE names, not the output's renames"
+    );
+    assert_eq!(
+        l.describe(),
+        "stream \"example_data\": 2 channels @ 30000 Hz (names: CH1, CH3)"
+    );
     eng.shutdown();
 }
 

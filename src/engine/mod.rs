@@ -37,12 +37,12 @@ use crate::config::{Config, OverflowStrategy, PerformanceMode};
 use crate::frame::{frame_bytes, EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, AssemblerConfig};
 use crate::net::{SenderOptions, UdpSender};
-use crate::output::{LayoutInfo, Mode, OutputFormat, OutputPipeline};
+use crate::output::{LayoutBoard, LayoutInfo, Mode, OutputFormat, OutputPipeline};
 use crate::telemetry::latency::{Latencies, LatencyCollector};
 use rtrb::RingBuffer;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -96,8 +96,10 @@ pub struct Shared {
     /// after a protocol error such as a message above ZMQ_MAXMSGSIZE); the receiver then
     /// connects again.
     pub reconnect_data: AtomicBool,
-    /// Stream and channel names of the current layout (written on layout changes only).
-    pub layout: Arc<Mutex<LayoutInfo>>,
+    /// Stream, channels, rate and channel names of the current layout: written by the
+    /// receiver on layout changes only, read by shards and the controller, all without a
+    /// lock (a seqlock of atomics sized at start-up; see [`LayoutBoard`]).
+    pub layout: Arc<LayoutBoard>,
 }
 
 impl std::ops::Deref for Shared {
@@ -107,22 +109,16 @@ impl std::ops::Deref for Shared {
     }
 }
 
-/// One output as the engine runs it.
-#[derive(Debug, Clone)]
-pub struct OutputSpec {
-    /// Name in reports.
-    pub name: String,
-    /// Destination host.
-    pub host: String,
-    /// Destination port.
-    pub port: u16,
-    /// What to send.
-    pub format: OutputFormat,
-    /// Spread each block's datagrams over the block's duration.
-    pub pacing: bool,
-    /// Multicast TTL.
-    pub multicast_ttl: u32,
+impl Shared {
+    /// Stream, channels, rate and names of the current layout (`None` before the first
+    /// block). Allocates: for the controller (start-up/report text, dashboard).
+    pub fn layout_snapshot(&self) -> Option<LayoutInfo> {
+        self.layout.snapshot()
+    }
 }
+
+/// One output as the engine runs it: the config's own type (see [`crate::output::spec`]).
+pub use crate::output::OutputSpec;
 
 /// What one output was set up as (for the start-up report).
 #[derive(Debug, Clone)]
@@ -238,73 +234,15 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 }
 
 /// The output format the original's keys mean (exact original bytes; oversized messages
-/// are refused, never split).
+/// are refused, never split). See [`Config::legacy_output_format`].
 pub fn output_format(cfg: &Config) -> OutputFormat {
-    let p = &cfg.osc.processing;
-    let mode = if cfg.osc.send_individual_channels {
-        Mode::PerChannel
-    } else if cfg.performance.enable_batching {
-        Mode::Batch
-    } else {
-        Mode::Sample
-    };
-    OutputFormat {
-        mode,
-        base_address: cfg.osc.base_address.clone(),
-        channel_address_format: cfg.osc.channel_address_format.clone(),
-        factor: p.downsampling_factor as usize,
-        method: p.downsampling_method,
-        batch_size: cfg.effective_batch_size() as usize,
-        batch_timeout: Duration::from_secs_f64(p.batch_timeout_ms / 1000.0),
-        max_channels: cfg.performance.max_channels as usize,
-        ..Default::default()
-    }
+    cfg.legacy_output_format()
 }
 
 /// The outputs a config describes: its `outputs` list, or the original's single output.
+/// See [`Config::output_specs`].
 pub fn output_specs(cfg: &Config) -> Vec<OutputSpec> {
-    if cfg.outputs.is_empty() {
-        return vec![OutputSpec {
-            name: "osc".into(),
-            host: cfg.osc.host.clone(),
-            port: cfg.osc.port,
-            format: output_format(cfg),
-            pacing: false,
-            multicast_ttl: 1,
-        }];
-    }
-    cfg.outputs
-        .iter()
-        .map(|o| OutputSpec {
-            name: o.name.clone(),
-            host: o.host.clone(),
-            port: o.port,
-            pacing: o.pacing,
-            multicast_ttl: o.multicast_ttl,
-            format: OutputFormat {
-                mode: o.format,
-                base_address: o.base_address.clone(),
-                channel_address_format: o.address.clone(),
-                factor: o.downsampling_factor as usize,
-                method: o.downsampling_method,
-                batch_size: o.batch_size as usize,
-                batch_timeout: Duration::from_secs_f64(o.batch_timeout_ms / 1000.0),
-                max_channels: cfg.performance.max_channels as usize,
-                selection: o.channels.clone(),
-                names: o.names.clone(),
-                sparse: o.sparse,
-                max_datagram: o.max_datagram,
-                split: true,
-                sample_number: o.sample_number,
-                bundle: o.bundle,
-                events: o.events,
-                spikes: o.spikes,
-                spike_waveform: o.spike_waveform,
-                status: o.status,
-                notices: o.notices,
-            },
-        })
-        .collect()
+    cfg.output_specs()
 }
 
 /// Idle spin before a hot thread parks, by `performance.mode`.
@@ -338,7 +276,7 @@ impl Engine {
         let pool = specs.len() * (ring_capacity + 1) + 3;
         let slab_bytes = pool * frame_bytes(max_channels, max_block);
 
-        let layout_info = Arc::new(Mutex::new(LayoutInfo::default()));
+        let layout_info = Arc::new(LayoutBoard::new(max_channels));
         let mut outputs = Vec::new();
         let mut starts = Vec::new();
         let mut producers = Vec::new();
@@ -498,8 +436,10 @@ impl Engine {
                     shared: rx_shared.clone(),
                     events: EventBuffer::new(),
                     events_since: None,
-                    stream: String::with_capacity(256),
-                    names: vec![String::new(); max_channels],
+                    stream: String::with_capacity(crate::output::layout::STREAM_CAP),
+                    names: (0..max_channels)
+                        .map(|_| String::with_capacity(crate::output::layout::NAME_CAP))
+                        .collect(),
                     published_generation: None,
                 };
                 run_receiver(

@@ -7,6 +7,7 @@ use crate::frame::{EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, FrameIo, Reject};
 use crate::ingest::protocol::{self, Envelope, Header, Malformed};
 use crate::net::RateLimitedLog;
+use crate::output::layout::{cut, NAME_CAP, STREAM_CAP};
 use crate::telemetry::latency::{span, Latencies, LatencyPublisher};
 use rtrb::{Consumer, Producer};
 use std::sync::atomic::Ordering;
@@ -31,7 +32,9 @@ pub(crate) struct RxIo {
     /// TTL events and spikes waiting to ride on the next frame.
     pub(crate) events: EventBuffer,
     pub(crate) events_since: Option<Instant>,
-    /// Current stream name and OE channel names (updated when they change).
+    /// Current stream name and OE channel names (updated when they change), each with its
+    /// capacity reserved at start-up ([`STREAM_CAP`], [`NAME_CAP`]) and cut to it, so
+    /// learning a name never allocates.
     pub(crate) stream: String,
     pub(crate) names: Vec<String>,
     pub(crate) published_generation: Option<u32>,
@@ -62,16 +65,15 @@ impl RxIo {
             return;
         }
         self.published_generation = Some(f.layout_generation);
-        if let Ok(mut info) = self.shared.layout.lock() {
-            info.generation = f.layout_generation;
-            info.stream.clone_from(&self.stream);
-            info.names.clear();
-            for &c in &f.channels {
-                if let Some(n) = self.names.get(c as usize).filter(|n| !n.is_empty()) {
-                    info.names.push((c, n.clone()));
-                }
-            }
-        }
+        // A seqlock write into buffers sized at start-up: no lock, no allocation.
+        let names = &self.names;
+        self.shared.layout.publish(
+            f.layout_generation,
+            f.sample_rate,
+            &f.channels,
+            &self.stream,
+            |c| names.get(c as usize).map_or("", String::as_str),
+        );
     }
 
     /// Sends pending events on their own when no block is coming to carry them.
@@ -333,9 +335,10 @@ pub(crate) fn run_receiver(
                     continue;
                 }
                 // Names for address templates and notices (copied only when they change).
-                if io.stream != d.stream {
+                let stream = cut(&d.stream, STREAM_CAP);
+                if io.stream != stream {
                     io.stream.clear();
-                    io.stream.push_str(&d.stream);
+                    io.stream.push_str(stream);
                 }
                 if let (Some(name), Some(slot)) = (
                     d.channel_name.as_deref(),
@@ -343,6 +346,7 @@ pub(crate) fn run_receiver(
                         .ok()
                         .and_then(|c| io.names.get_mut(c)),
                 ) {
+                    let name = cut(name, NAME_CAP);
                     if slot != name {
                         slot.clear();
                         slot.push_str(name);

@@ -2,7 +2,8 @@
 //!
 //! The bytes are identical to python-osc 1.9.3 (the original bridge's encoder): address and
 //! type-tag strings NUL-terminated and padded to 4 bytes, arguments big-endian. `rosc` is used
-//! only in tests, to decode what we produce.
+//! only in tests, to decode what we produce. The message assembly around these helpers
+//! (bundles, splitting) is in `super::encode`.
 
 /// Largest UDP payload over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
@@ -72,145 +73,10 @@ pub fn itoa(v: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// What an address template can refer to.
-#[derive(Debug, Clone, Copy)]
-pub struct AddressVars<'a> {
-    /// `{base}`: the output's base address.
-    pub base: &'a str,
-    /// `{stream}`: the Open Ephys stream name.
-    pub stream: &'a str,
-    /// `{name}`: the channel's name (rename, else the OE name, else `CH<n+1>`).
-    pub name: &'a str,
-    /// `{ch}` and the original's `{}` / `{:03d}`: the OE channel number.
-    pub ch: u32,
-    /// `{index}`: the position in the output.
-    pub index: u32,
-}
-
-/// Formats an address template. Placeholders: `{base}`, `{stream}`, `{name}`, `{ch}`,
-/// `{index}`, with an optional zero-padded width (`{ch:03}`, `{index:2}`), and the original's
-/// Python `str.format` fields for the channel number (`{}`, `{0}`, `{:d}`, `{:03d}`,
-/// `{0:03d}`). `{{` and `}}` are literal braces. Names are sanitised for OSC (spaces and
-/// pattern characters become `_`).
-pub fn format_address(template: &str, v: &AddressVars<'_>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len() + 16);
-    let b = template.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'{' if b.get(i + 1) == Some(&b'{') => {
-                out.push('{');
-                i += 2;
-            }
-            b'}' if b.get(i + 1) == Some(&b'}') => {
-                out.push('}');
-                i += 2;
-            }
-            b'{' => {
-                let end = template[i..]
-                    .find('}')
-                    .map(|e| i + e)
-                    .ok_or_else(|| format!("unclosed '{{' in address template '{template}'"))?;
-                let field = &template[i + 1..end];
-                let (key, spec) = field.split_once(':').unwrap_or((field, ""));
-                let spec = spec.strip_suffix('d').unwrap_or(spec);
-                let width = |s: &str| -> Result<(bool, usize), String> {
-                    if s.is_empty() {
-                        return Ok((false, 0));
-                    }
-                    let zero = s.starts_with('0') && s.len() > 1;
-                    s.parse::<usize>().map(|w| (zero, w)).map_err(|_| {
-                        format!("unsupported format '{{{field}}}' in address template '{template}'")
-                    })
-                };
-                let num = |n: u32, out: &mut String| -> Result<(), String> {
-                    let (zero, w) = width(spec)?;
-                    let d = n.to_string();
-                    for _ in d.len()..w {
-                        out.push(if zero { '0' } else { ' ' });
-                    }
-                    out.push_str(&d);
-                    Ok(())
-                };
-                match key {
-                    "" | "0" | "ch" => num(v.ch, &mut out)?,
-                    "index" => num(v.index, &mut out)?,
-                    "base" => out.push_str(v.base),
-                    "stream" | "name" if spec.is_empty() => {
-                        let text = if key == "stream" { v.stream } else { v.name };
-                        out.extend(text.chars().map(|c| {
-                            if c.is_whitespace()
-                                || c.is_control()
-                                || matches!(c, '#' | '*' | ',' | '?' | '[' | ']' | '{' | '}' | '/')
-                            {
-                                '_'
-                            } else {
-                                c
-                            }
-                        }));
-                    }
-                    _ => {
-                        return Err(format!(
-                            "unknown field '{{{field}}}' in address template '{template}' (use {{base}}, {{stream}}, {{name}}, {{ch}}, {{ch:03}}, {{index}}, or the original's {{:03d}})"
-                        ))
-                    }
-                }
-                i = end + 1;
-            }
-            b'}' => return Err(format!("single '}}' in address template '{template}'")),
-            _ => {
-                let next = template[i..].find(['{', '}']).map_or(b.len(), |e| i + e);
-                out.push_str(&template[i..next]);
-                i = next;
-            }
-        }
-    }
-    if !out.starts_with('/') {
-        return Err(format!("address template '{template}' must start with '/'"));
-    }
-    Ok(out)
-}
-
-/// Checks a per-channel template: it must format and must tell channels apart (refer to
-/// `{ch}`, `{index}`, `{name}` or the original's `{}`).
-pub fn validate_address_template(template: &str) -> Result<(), String> {
-    let a = AddressVars {
-        base: "/b",
-        stream: "s",
-        name: "A",
-        ch: 1,
-        index: 1,
-    };
-    let b = AddressVars {
-        base: "/b",
-        stream: "s",
-        name: "B",
-        ch: 2,
-        index: 2,
-    };
-    if format_address(template, &a)? == format_address(template, &b)? {
-        return Err(format!(
-            "address template '{template}' gives every channel the same address (use {{ch}}, {{name}} or {{:03d}})"
-        ));
-    }
-    Ok(())
-}
-
-/// The original's per-channel address (`osc.channel_address_format`, e.g. `"/ch{:03d}"` →
-/// `/ch007`) for OE channel `ch`.
-pub fn format_channel_address(template: &str, ch: u32) -> Result<String, String> {
-    validate_address_template(template)?;
-    format_address(
-        template,
-        &AddressVars {
-            base: "",
-            stream: "",
-            name: "",
-            ch,
-            index: ch,
-        },
-    )
-}
+// Address templates moved to `super::address`; re-exported here for existing users.
+pub use super::address::{
+    format_address, format_channel_address, validate_address_template, AddressVars,
+};
 
 #[cfg(test)]
 mod tests {
