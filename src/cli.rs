@@ -103,6 +103,10 @@ pub struct Args {
     /// Disable UDP GSO (use sendmmsg only).
     #[arg(long)]
     pub no_gso: bool,
+    /// Serve OSCQuery (the outputs' addresses, for discovery) on this port; 0 = any free port.
+    /// Turns the server on with the config's `oscquery` host/mdns (default 127.0.0.1, off).
+    #[arg(long, value_name = "PORT")]
+    pub oscquery_port: Option<u16>,
     /// Print version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,

@@ -2,7 +2,10 @@
 //! bounds against bad clients, and its mDNS advertisement seen by an independent mDNS
 //! implementation (python-zeroconf) inside a loopback-only network namespace.
 
+mod common;
+
 use serde_json::Value;
+use std::io::BufRead;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -211,4 +214,129 @@ fn inner_mdns() {
     // What it advertises answers OSCQuery.
     let addr: SocketAddr = format!("127.0.0.1:{}", v["port"]).parse().unwrap();
     assert_eq!(get(addr, "/data/sample?TYPE").1["TYPE"], "ffff");
+}
+
+/// The bridge itself (binary, `--oscquery-port 0`) fed by a publisher: the namespace shows
+/// every output's addresses with their types, and follows a channel-set change and a rate
+/// change.
+#[test]
+fn the_bridge_serves_its_outputs_and_follows_layout_changes() {
+    let ctx = zmq::Context::new();
+    let (mut publisher, zport) = common::publisher(&ctx);
+    let (_rx, oport) = common::receiver();
+    let dir = common::tempdir("oscquery");
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"zmq": {{"host": "127.0.0.1", "data_port": {zport}}},
+                "performance": {{"pin_threads": false, "max_channels": 64}},
+                "oscquery": {{"port": 0}},
+                "outputs": [
+                  {{"name": "rows", "host": "127.0.0.1", "port": {oport}, "events": true}},
+                  {{"name": "each", "host": "127.0.0.1", "port": {oport}, "format": "per_channel",
+                    "address": "{{base}}/{{stream}}/{{name}}", "downsampling_factor": 30}}
+                ]}}"#
+        ),
+    )
+    .unwrap();
+    let mut child = common::bridge_bin()
+        .args(["-c", cfg.to_str().unwrap(), "--no-tui", "--seconds", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Kill(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let url = loop {
+        let l = lines
+            .recv_timeout(common::WAIT)
+            .expect("no oscquery line from the bridge");
+        if let Some(rest) = l.strip_prefix("oscquery: http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let addr: SocketAddr = url.parse().unwrap();
+
+    // Before any data: the layout-independent address only.
+    let (st, v) = get(addr, "/");
+    assert_eq!(st, 200);
+    assert_eq!(v["CONTENTS"]["data"]["CONTENTS"]["ttl"]["TYPE"], "iiiiii");
+    assert!(v["CONTENTS"]["data"]["CONTENTS"].get("sample").is_none());
+
+    // Feeds blocks of `chans` at `rate` until `done(namespace)` holds.
+    let mut sample_num = 0i64;
+    let mut feed_until = |chans: &[u32], rate: f64, done: &dyn Fn(&Value) -> bool| {
+        let t = Instant::now();
+        loop {
+            common::send_block_on(&mut publisher, "probe", rate, chans, sample_num, 64);
+            sample_num += 64;
+            let (st, v) = get(addr, "/");
+            assert_eq!(st, 200);
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                t.elapsed() < common::WAIT,
+                "namespace never became right: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let data = |v: &Value| v["CONTENTS"]["data"].clone();
+    let v = feed_until(&[0, 1, 2, 3], 30000.0, &|v| {
+        data(v)["CONTENTS"]["sample"]["TYPE"] == "ffff"
+    });
+    let d = data(&v);
+    assert_eq!(d["CONTENTS"]["sample"]["FULL_PATH"], "/data/sample");
+    assert_eq!(d["CONTENTS"]["sample"]["ACCESS"], 1);
+    let desc = d["CONTENTS"]["sample"]["DESCRIPTION"].as_str().unwrap();
+    assert!(
+        desc.contains("4 channels") && desc.contains("30000 Hz"),
+        "{desc}"
+    );
+    // The per-channel output: one method per channel, named by the plugin's names.
+    let probe = &d["CONTENTS"]["probe"]["CONTENTS"];
+    for n in ["CH1", "CH2", "CH3", "CH4"] {
+        assert_eq!(probe[n]["TYPE"], "f", "{probe}");
+        assert_eq!(probe[n]["FULL_PATH"], format!("/data/probe/{n}"));
+    }
+    assert_eq!(get(addr, "/data/probe/CH2?TYPE").1["TYPE"], "f");
+
+    // A live channel-set change: six channels.
+    let v = feed_until(&[0, 1, 2, 3, 4, 5], 30000.0, &|v| {
+        data(v)["CONTENTS"]["sample"]["TYPE"] == "ffffff"
+    });
+    assert_eq!(
+        data(&v)["CONTENTS"]["probe"]["CONTENTS"]["CH6"]["TYPE"],
+        "f"
+    );
+    // A rate change.
+    let v = feed_until(&[0, 1, 2, 3, 4, 5], 20000.0, &|v| {
+        data(v)["CONTENTS"]["sample"]["DESCRIPTION"]
+            .as_str()
+            .is_some_and(|d| d.contains("20000 Hz"))
+    });
+    assert!(v["DESCRIPTION"].as_str().unwrap().contains("20000"), "{v}");
+    // HOST_INFO names the first output's destination.
+    let h = get(addr, "/?HOST_INFO").1;
+    assert_eq!(h["OSC_PORT"], oport);
+    assert_eq!(h["OSC_IP"], "127.0.0.1");
 }

@@ -3,6 +3,7 @@
 //! parses the flags and calls [`run`].
 
 pub mod demo;
+pub mod discovery;
 pub mod text;
 
 use crate::cli::{exit, Args};
@@ -89,9 +90,18 @@ pub fn run(args: Args) -> Result<u8, Fail> {
         text::print_startup(&cfg, &eng);
     }
 
+    let oscquery = match &cfg.oscquery {
+        Some(q) => Some(discovery::start(q, &cfg, info)?),
+        None => None,
+    };
+    let mut layout_seen = None;
+
     let started = Instant::now();
     let shared = eng.stats().clone();
-    let extra = [("pinning", eng.layout().pinning.to_json())];
+    let mut extra = vec![("pinning", eng.layout().pinning.to_json())];
+    if let Some(q) = &oscquery {
+        extra.push(("oscquery", discovery::json(q)));
+    }
     // Each output (shard) has its own ring; "queued" is summed over them.
     let ring_capacity = eng.layout().ring_capacity * eng.layout().outputs.len().max(1);
     let dash = if tui {
@@ -119,6 +129,7 @@ pub fn run(args: Args) -> Result<u8, Fail> {
     let mut next_hist = hist_every.map(|i| started + i);
     let mut prev_status = prev_sample.clone();
     let mut failed_early = false;
+    let mut next_layout_check = oscquery.as_ref().map(|_| started);
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
@@ -128,6 +139,12 @@ pub fn run(args: Args) -> Result<u8, Fail> {
         if eng.has_failed() {
             failed_early = true;
             break;
+        }
+        if let (Some(q), Some(t)) = (&oscquery, next_layout_check) {
+            if now >= t {
+                discovery::follow(q, &cfg, eng.shared(), &mut layout_seen);
+                next_layout_check = Some(t + Duration::from_millis(200));
+            }
         }
         if let (Some(i), Some(t), Some(p)) = (hist_every, next_hist, &args.histogram_csv) {
             if now >= t {
@@ -278,6 +295,9 @@ fn settings(args: &Args) -> Result<Settings, Fail> {
     };
     if args.simulate.is_some() {
         cfg.zmq.host = "127.0.0.1".into();
+    }
+    if let Some(p) = args.oscquery_port {
+        cfg.oscquery.get_or_insert_with(Default::default).port = p;
     }
     if info {
         for line in cfg.non_default_settings() {

@@ -67,6 +67,10 @@ pub struct Config {
     /// Section `performance`: queueing, batching mode and our resource limits.
     #[serde(deserialize_with = "values::object")]
     pub performance: PerformanceConfig,
+    /// Section `oscquery` (**new**): the OSCQuery server, off when absent. Not among the
+    /// logged non-default settings (the start-up line names the server's address instead).
+    #[serde(deserialize_with = "values::some", skip_serializing)]
+    pub oscquery: Option<OscQueryConfig>,
     /// `outputs` (**new**) as written in the file (resolved into [`Config::outputs`] at load).
     #[serde(
         rename = "outputs",
@@ -94,6 +98,7 @@ impl PartialEq for Config {
             && self.app == o.app
             && self.performance == o.performance
             && self.outputs == o.outputs
+            && self.oscquery == o.oscquery
     }
 }
 

@@ -386,3 +386,30 @@ impl Default for PerformanceConfig {
         }
     }
 }
+
+/// Section `oscquery` (**new**; absent = off): an OSCQuery server describing every output's
+/// addresses, so receivers can discover the streams (see [`crate::oscquery`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, expecting = "an object")]
+pub struct OscQueryConfig {
+    /// `oscquery.port`: HTTP port (0 = any free port, printed at start). Default 5680.
+    #[serde(deserialize_with = "values::int::<_, _, 0, 65535>")]
+    pub port: u16,
+    /// `oscquery.host`: address to listen on. Default `127.0.0.1` (this machine only); name
+    /// a LAN address (or `0.0.0.0`) to let other machines query it.
+    #[serde(deserialize_with = "values::nonempty")]
+    pub host: String,
+    /// `oscquery.mdns`: advertise the server as `_oscjson._tcp` over mDNS. Default false.
+    #[serde(deserialize_with = "values::boolean")]
+    pub mdns: bool,
+}
+
+impl Default for OscQueryConfig {
+    fn default() -> Self {
+        OscQueryConfig {
+            port: 5680,
+            host: "127.0.0.1".into(),
+            mdns: false,
+        }
+    }
+}

@@ -680,3 +680,21 @@ fn legacy_output_and_every_new_key_logged() {
     }
     assert_eq!(lines.len(), 7, "{lines:?}");
 }
+
+#[test]
+fn oscquery_section_absent_means_off() {
+    assert_eq!(parse("{}").0.oscquery, None);
+    let (c, w) = parse(r#"{"oscquery": {"port": 0, "mdns": true, "x": 1}}"#);
+    let q = c.oscquery.unwrap();
+    assert_eq!((q.port, q.host.as_str(), q.mdns), (0, "127.0.0.1", true));
+    assert_eq!(w, vec!["unknown config key 'oscquery.x' ignored"]);
+    assert_eq!(parse(r#"{"oscquery": {}}"#).0.oscquery.unwrap().port, 5680);
+    for (text, path) in [
+        (r#"{"oscquery": null}"#, "oscquery"),
+        (r#"{"oscquery": {"port": 70000}}"#, "oscquery.port"),
+        (r#"{"oscquery": {"host": ""}}"#, "oscquery.host"),
+        (r#"{"oscquery": {"mdns": "yes"}}"#, "oscquery.mdns"),
+    ] {
+        assert_eq!(parse_err(text).path, path, "{text}");
+    }
+}

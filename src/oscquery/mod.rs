@@ -12,6 +12,7 @@
 //! than that bound. A general HTTP crate would bring its own thread pool and no size bound for
 //! this handful of lines.
 
+pub mod bridge;
 pub mod namespace;
 
 use namespace::{respond, Snapshot};

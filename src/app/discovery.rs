@@ -1,0 +1,75 @@
+//! The OSCQuery server as the program runs it: started from the config's `oscquery` section
+//! (or `--oscquery-port`), fed a new namespace whenever the layout generation changes.
+
+use super::Fail;
+use crate::cli::exit;
+use crate::config::{Config, OscQueryConfig};
+use crate::engine::Shared;
+use crate::oscquery::{bridge, Options, OscQuery};
+use serde_json::{json, Value};
+use std::net::ToSocketAddrs;
+
+/// The OSCQuery instance name (HOST_INFO `NAME`, mDNS instance): the config's `app.app_name`.
+fn name(cfg: &Config) -> String {
+    cfg.app.app_name.clone()
+}
+
+/// Binds the server (exit code 3 when the address cannot be used) and prints where it is.
+pub fn start(q: &OscQueryConfig, cfg: &Config, info: bool) -> Result<OscQuery, Fail> {
+    let bind = (q.host.as_str(), q.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            (
+                exit::STARTUP,
+                format!("oscquery.host: cannot resolve {:?}", q.host),
+            )
+        })?;
+    let specs = cfg.output_specs();
+    let server = OscQuery::start(
+        &Options {
+            bind,
+            mdns: q.mdns,
+            name: name(cfg),
+        },
+        bridge::snapshot(&name(cfg), &specs, None),
+    )
+    .map_err(|e| {
+        (
+            exit::STARTUP,
+            format!("oscquery: cannot serve on {bind}: {e}"),
+        )
+    })?;
+    if info {
+        eprintln!(
+            "oscquery: http://{}/ (read-only namespace of {} output(s)){}",
+            server.local_addr(),
+            specs.len(),
+            if q.mdns {
+                ", advertised over mDNS as _oscjson._tcp"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(server)
+}
+
+/// Where the server is, for the JSON stats.
+pub fn json(q: &OscQuery) -> Value {
+    json!({ "url": format!("http://{}/", q.local_addr()) })
+}
+
+/// Hands the server a new namespace when the layout (channel set, stream, rate, names) has
+/// changed since `seen` (called by the controller a few times a second; off the hot path).
+pub fn follow(q: &OscQuery, cfg: &Config, shared: &Shared, seen: &mut Option<u32>) {
+    let Some(l) = shared.layout_snapshot() else {
+        return;
+    };
+    if *seen == Some(l.generation) {
+        return;
+    }
+    *seen = Some(l.generation);
+    q.update(bridge::snapshot(&name(cfg), &cfg.output_specs(), Some(&l)));
+}
