@@ -24,6 +24,7 @@ mod heartbeat;
 mod pin;
 mod receiver;
 mod report;
+pub mod sched;
 mod shard;
 
 pub use crate::telemetry::counters::{Stats, HB_COUNTERS, HB_STATES, RX_COUNTERS, TX_COUNTERS};
