@@ -5,7 +5,7 @@
 //! message → datagram received) uses one monotonic clock. The bridge runs as a child process
 //! (the `openephys-zmq2osc` binary next to this one) on fresh ports; this process reads its
 //! CPU clock and samples `/proc/PID/task` for the per-thread split. When the simulator is done
-//! and the sink has every row (or waited 2 s for them), the bridge gets SIGTERM, stops
+//! and the sink has every row (or stopped receiving for 500 ms), the bridge gets SIGTERM, stops
 //! gracefully and writes its **final JSON stats object** (`--stats-json`), which is where every
 //! bridge counter in the results comes from (never the text report).
 //!
@@ -43,7 +43,8 @@ const UDP_MAX: usize = 65_507;
 const RATE: f64 = 30_000.0;
 /// Requested sink `SO_RCVBUF` (the same as the bridge's `--verify`).
 const SINK_RCVBUF: usize = 8 << 20;
-/// Part of the streaming time at the start excluded from the CPU figures.
+/// Part of the streaming time at the start excluded from the CPU figures (at most 30 % of a
+/// short run, see [`warmup`]).
 const CPU_WARMUP: Duration = Duration::from_millis(1500);
 /// `/proc` sampling period of the bridge's threads.
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
@@ -73,7 +74,7 @@ struct Opt {
     #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 30])]
     factors: Vec<u32>,
     /// Channel counts that get every mode × factor; the other channel counts get the
-    /// full-rate row (sample, F = 1) only.
+    /// full-rate row (sample, F = 1) only (0 = none).
     #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
     variants_at: Vec<u32>,
     /// Rows per batch in batch mode.
@@ -91,10 +92,12 @@ struct Opt {
     /// Simulator PUB high-water mark(s). 1000 = the plugin's libzmq default (faithful).
     #[arg(long, value_delimiter = ',', default_values_t = vec![100_000i32])]
     pub_hwm: Vec<i32>,
-    /// Channel counts that also get a faithful row (PUB HWM 1000, sample mode, F = 1).
+    /// Channel counts that also get a faithful row (PUB HWM 1000, sample mode, F = 1)
+    /// (0 = none).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1024u32])]
     faithful_at: Vec<u32>,
-    /// Channel counts that also get a pinned full-rate row (the bridge runs with `--pin`).
+    /// Channel counts that also get a pinned full-rate row (the bridge runs with `--pin`)
+    /// (0 = none).
     #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
     pinned_at: Vec<u32>,
     /// Also run contended full-rate rows: a thread beside the simulator burns a core.
@@ -110,7 +113,7 @@ struct Opt {
     /// Output directory.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Smoke test: 16 and 256 channels, sample F = 1 only, 2 s, 1 repeat, 1.5 s baselines.
+    /// Smoke test: 16 and 256 channels, sample F = 1 only, 2 s, 1 repeat, 2 s baselines.
     #[arg(long)]
     quick: bool,
     /// Instead of the matrix: one long run (sample, F = 1) of this many seconds, sampled every
@@ -190,6 +193,11 @@ impl Scenario {
     fn full_rate(&self) -> bool {
         self.mode == Mode::Sample && self.factor == 1
     }
+}
+
+/// The CPU warm-up of a run of `seconds`: [`CPU_WARMUP`], or 30 % of a shorter run.
+fn warmup(seconds: f64) -> Duration {
+    CPU_WARMUP.min(Duration::from_secs_f64((seconds * 0.3).max(0.0)))
 }
 
 fn pad4(n: usize) -> usize {
@@ -456,7 +464,12 @@ fn spawn_bridge(ctx: &Ctx, args: &[String], dir: &Path) -> Result<Child, String>
 
 fn stderr_tail(dir: &Path, n: usize) -> String {
     let err = fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
-    let tail: Vec<&str> = err.lines().rev().take(n).collect();
+    let tail: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(n)
+        .collect();
     tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
@@ -612,9 +625,9 @@ fn run_scenario(
             break;
         }
         if terminated_at.is_none() && simulator.is_finished() {
-            // Every published row should be out: give the sink up to 2 s to have them all.
+            // Every published row should be out: wait while the sink still makes progress.
             let expected = calc::rows_expected(obs.samples.load(Ordering::Relaxed), sc.factor);
-            sink.wait_for_rows(expected, Duration::from_secs(2));
+            wait_for_sink(&sink, expected);
             if let Some(s) = proc_sample(pid) {
                 samples.push(s);
             }
@@ -737,7 +750,7 @@ fn run_scenario(
         _ => f64::NAN,
     };
     let win = match (first, last) {
-        (Some(a), Some(b)) => window(&samples, a + CPU_WARMUP, b),
+        (Some(a), Some(b)) => window(&samples, a + warmup(sc.seconds), b),
         _ => None,
     };
     let tck = ctx.tck;
@@ -776,6 +789,23 @@ fn run_scenario(
         sim_late_blocks: sim_stats.late_blocks,
         sim_max_late_ms: sim_stats.max_lateness.as_secs_f64() * 1e3,
         rcvbuf,
+    }
+}
+
+/// Waits until the sink has `expected` rows, or has received nothing new for 500 ms (a
+/// bridge that lost rows never gets there), or 30 s passed (a bridge far behind).
+fn wait_for_sink(sink: &Sink, expected: u64) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let mut prev = u64::MAX;
+    while Instant::now() < give_up {
+        if sink.wait_for_rows(expected, Duration::from_millis(500)) {
+            return;
+        }
+        let rows = sink.report().rows;
+        if rows == prev {
+            return;
+        }
+        prev = rows;
     }
 }
 
@@ -1062,6 +1092,7 @@ fn run_drain(channels: u32, block: &BlockSize, seconds: f64, hwm: i32) -> Result
         .map_err(|e| format!("drain socket: {e}"))?;
     let done = Arc::new(AtomicBool::new(false));
     let d2 = done.clone();
+    let warm = warmup(seconds);
     let handle = std::thread::Builder::new()
         .name("drain".into())
         .spawn(move || -> Result<(DrainMark, DrainMark, u64), String> {
@@ -1082,7 +1113,7 @@ fn run_drain(channels: u32, block: &BlockSize, seconds: f64, hwm: i32) -> Result
                         if mark.is_none() {
                             let now = Instant::now();
                             let f = *first.get_or_insert(now);
-                            if now.duration_since(f) >= CPU_WARMUP {
+                            if now.duration_since(f) >= warm {
                                 mark = Some(DrainMark {
                                     at: now,
                                     thread_ns: thread_cpu_ns(),
@@ -1191,7 +1222,7 @@ fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaseline {
             .map(|i| ((i * size) as u32, size as u32))
             .collect();
         let blocks = (seconds * RATE / block as f64).round() as u64;
-        let warm = (CPU_WARMUP.as_secs_f64() * RATE / block as f64).ceil() as u64;
+        let warm = (warmup(seconds).as_secs_f64() * RATE / block as f64).ceil() as u64;
         let t0 = Instant::now();
         let mut cpu0 = thread_cpu_ns();
         let mut wall0 = t0;
@@ -1477,7 +1508,7 @@ fn main() -> ExitCode {
         o.faithful_at = vec![];
         o.pinned_at = vec![];
         o.seconds = 2.0;
-        o.baseline_seconds = 1.5 + CPU_WARMUP.as_secs_f64().min(1.0);
+        o.baseline_seconds = 2.0;
         o.repeat = 1;
     }
     let (block, block_samples) = match parse_block(&o.block) {
@@ -1502,11 +1533,8 @@ fn main() -> ExitCode {
         eprintln!("error: channels, factors, --batch and --repeat must be > 0");
         return ExitCode::from(2);
     }
-    if !(o.seconds.is_finite() && o.seconds > CPU_WARMUP.as_secs_f64()) {
-        eprintln!(
-            "error: --seconds must exceed the {} s CPU warm-up",
-            CPU_WARMUP.as_secs_f64()
-        );
+    if !(o.seconds.is_finite() && o.seconds >= 1.0) {
+        eprintln!("error: --seconds must be at least 1");
         return ExitCode::from(2);
     }
     let bridge = o.bridge.clone().unwrap_or_else(|| {
