@@ -2014,6 +2014,56 @@ mod tests {
         assert!(bridge_config(&sc(Mode::Sample, 1, true), 1, 2).contains("\"pin_threads\": true"));
     }
 
+    /// A bridge that exits at start-up (here: a script rejecting its flags, as a bridge without
+    /// `--pin` does) ends the row at once with its exit code and stderr, no hang, no counters.
+    #[test]
+    fn bridge_failing_at_start_up_is_reported() {
+        let dir = std::env::temp_dir().join(format!("stress-startup-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("fake-bridge.sh");
+        fs::write(
+            &script,
+            "#!/bin/sh\necho \"error: unexpected argument '--pin' found\" >&2\nexit 2\n",
+        )
+        .unwrap();
+        let mut perm = fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&script, perm).unwrap();
+        let mut c = ctx();
+        c.bridge = script;
+        let mut s = sc(Mode::Sample, 1, true);
+        s.channels = 8;
+        let t0 = Instant::now();
+        let r = run_scenario(&c, &s, "1", &dir.join("run"), None);
+        assert!(
+            t0.elapsed() < SUBSCRIBE_TIMEOUT,
+            "waited for the subscribe timeout"
+        );
+        assert_eq!(r.exit, 2);
+        assert!(
+            r.error
+                .contains("the bridge exited at start-up with code 2")
+                && r.error.contains("unexpected argument '--pin'"),
+            "{}",
+            r.error
+        );
+        assert!(r.counters.is_none());
+        assert_eq!(r.rows_expected, 0);
+        let row = matrix_row(&c, &r, None);
+        assert_eq!(row.num("delivered"), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The drain receives every message of a short real stream on loopback and measures a CPU.
+    #[test]
+    fn drain_receives_the_whole_stream() {
+        let d = run_drain(8, &BlockSize::Fixed(300), 1.5, 100_000).unwrap();
+        assert_eq!(d.received, 1.0);
+        assert!(d.thread_cpu_pct.is_finite() && d.thread_cpu_pct >= 0.0);
+        assert!(d.io_cpu_pct.is_finite() && d.io_cpu_pct >= 0.0);
+        assert!(d.msgs_per_s > 0.0 && d.mb_per_s > 0.0);
+    }
+
     #[test]
     fn extra_and_baseline_columns() {
         let r = result(sc(Mode::Sample, 1, false));
