@@ -360,6 +360,7 @@ struct ObserverState {
 struct SoakLog {
     file: fs::File,
     every: Duration,
+    header_written: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -780,7 +781,11 @@ fn run_scenario(
         cpu_pct: cpu,
         rx_cpu_pct: rx_cpu,
         tx_cpu_pct: tx_cpu,
-        rss_mb: samples.iter().map(|s| s.rss_kb).max().unwrap_or(0) as f64 / 1024.0,
+        rss_mb: samples
+            .iter()
+            .map(|s| s.rss_kb)
+            .max()
+            .map_or(f64::NAN, |kb| kb as f64 / 1024.0),
         fds: samples.iter().map(|s| s.fds).max().unwrap_or(0),
         threads: samples.iter().map(|s| s.threads).max().unwrap_or(0),
         window_s,
@@ -844,24 +849,30 @@ fn write_soak_row(
         }
         _ => f64::NAN,
     };
-    let _ = writeln!(
-        log.file,
-        "{:.1},{:.2},{},{},{:.2},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3}",
-        t0.elapsed().as_secs_f64(),
-        cur.rss_kb as f64 / 1024.0,
-        cur.fds,
-        cur.threads,
-        cpu,
-        rows_sent,
-        rep.rows.saturating_sub(rep.duplicated_rows),
-        rep.lost_rows,
-        rep.kernel_drops,
-        rep.torn_rows + rep.bad_values,
-        lat(&interval, 0.5),
-        lat(&interval, 0.99),
-        lat(&interval, 0.999),
-        lat(&interval, 1.0),
-    );
+    // The first row has no CPU interval: an empty cell, not NaN.
+    let mut row = Row::default();
+    row.push("t_s", Cell::Num(t0.elapsed().as_secs_f64(), 1))
+        .push("bridge_rss_mb", n2(cur.rss_kb as f64 / 1024.0))
+        .push("bridge_fds", Cell::Int(cur.fds))
+        .push("bridge_threads", Cell::Int(cur.threads))
+        .push("bridge_cpu_pct", n2(cpu))
+        .push("rows_sent", Cell::Int(rows_sent))
+        .push(
+            "rows_delivered",
+            Cell::Int(rep.rows.saturating_sub(rep.duplicated_rows)),
+        )
+        .push("sink_lost_rows", Cell::Int(rep.lost_rows))
+        .push("kernel_drops", Cell::Int(rep.kernel_drops))
+        .push("torn_or_bad", Cell::Int(rep.torn_rows + rep.bad_values))
+        .push("e2e_p50_ms", n3(lat(&interval, 0.5)))
+        .push("e2e_p99_ms", n3(lat(&interval, 0.99)))
+        .push("e2e_p999_ms", n3(lat(&interval, 0.999)))
+        .push("e2e_max_ms", n3(lat(&interval, 1.0)));
+    if !log.header_written {
+        let _ = writeln!(log.file, "{}", row.header());
+        log.header_written = true;
+    }
+    let _ = writeln!(log.file, "{}", row.line());
     let _ = log.file.flush();
 }
 
@@ -1447,15 +1458,11 @@ fn run_soak(ctx: &Ctx, o: &Opt, block: BlockSize, block_samples: usize) -> ExitC
         return ExitCode::from(2);
     }
     let path = o.out.join("soak").join(format!("soak-{date}.csv"));
-    let mut file = fs::File::create(&path).expect("create soak csv");
-    let _ = writeln!(
-        file,
-        "t_s,bridge_rss_mb,bridge_fds,bridge_threads,bridge_cpu_pct,rows_sent,rows_delivered,\
-         sink_lost_rows,kernel_drops,torn_or_bad,e2e_p50_ms,e2e_p99_ms,e2e_p999_ms,e2e_max_ms"
-    );
+    let file = fs::File::create(&path).expect("create soak csv");
     let mut log = SoakLog {
         file,
         every: Duration::from_secs(10),
+        header_written: false,
     };
     let r = run_scenario(ctx, &sc, "soak", &dir, Some(&mut log));
     eprintln!();
