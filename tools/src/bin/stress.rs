@@ -994,7 +994,7 @@ const BRIDGE_COLS: [&str; 5] = [
     "bridge_max_ms",
 ];
 
-fn extra_row(r: &RunResult) -> Row {
+fn extra_row(ctx: &Ctx, r: &RunResult) -> Row {
     let c = r.counters;
     let cnt = |f: fn(&BridgeCounters) -> u64| {
         c.as_ref()
@@ -1003,6 +1003,7 @@ fn extra_row(r: &RunResult) -> Row {
     let mut row = Row::default();
     row.push("scenario", Cell::text(r.sc.name()))
         .push("run", Cell::text(&r.run))
+        .push("commit", Cell::text(&ctx.commit))
         .push("sim_samples", Cell::Int(r.samples_published))
         .push("sim_blocks", Cell::Int(r.sim_blocks))
         .push("sim_data_msgs", Cell::Int(r.sim_data_msgs))
@@ -1469,7 +1470,7 @@ fn run_soak(ctx: &Ctx, o: &Opt, block: BlockSize, block_samples: usize) -> ExitC
     let mut m = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-matrix.csv")));
     m.write(&matrix_row(ctx, &r, None));
     let mut x = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-extra.csv")));
-    x.write(&extra_row(&r));
+    x.write(&extra_row(ctx, &r));
     println!(
         "soak {secs} s at {} ch: delivered {} ({} of {}), kernel drops {}, e2e p50 {} p99 {} max {} ms, \
          bridge CPU {} %, RSS {} MB{} -> {}",
@@ -1685,7 +1686,7 @@ fn main() -> ExitCode {
             let b = base.iter().find(|b| b.0 == sc.channels).map(|b| b.1);
             let row = matrix_row(&ctx, &r, b);
             matrix.write(&row);
-            extra.write(&extra_row(&r));
+            extra.write(&extra_row(&ctx, &r));
             eprintln!(
                 "\r\x1b[2K[run {k}/{}] {}: delivered {}  e2e p50 {} p99 {} ms  CPU {} % (zmq_rx {}, osc_tx {}), ratio {}{}  elapsed {}",
                 o.repeat,
@@ -2074,7 +2075,7 @@ mod tests {
     #[test]
     fn extra_and_baseline_columns() {
         let r = result(sc(Mode::Sample, 1, false));
-        let e = extra_row(&r);
+        let e = extra_row(&ctx(), &r);
         assert_eq!(
             table::split_csv(&e.line()).len(),
             e.header().split(',').count()
