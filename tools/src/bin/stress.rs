@@ -1,28 +1,37 @@
-//! `stress`: runs the bridge against the in-process simulator and verifying sink over a matrix of
-//! channel counts, output modes and downsampling factors, and records delivery, end-to-end latency,
-//! the bridge's CPU and memory, and a raw-UDP baseline.
+//! `stress`: the results matrix from HEAD by one command.
 //!
-//! For each scenario, the simulator ([`Simulator`]) and the sink ([`Sink`]) run in this process and
-//! share one [`BlockClock`], so end-to-end latency (simulator send of a block's last message →
-//! datagram received) uses one monotonic clock. The bridge runs as a child process (the
-//! `openephys-zmq2osc` binary next to this one) on fresh ports, and this process samples its CPU
-//! time, RSS, fd count and thread count from `/proc` once a second.
+//! For each scenario the simulator ([`Simulator`]) and the verifying sink ([`Sink`]) run in this
+//! process and share one [`BlockClock`], so end-to-end latency (simulator send of a block's last
+//! message → datagram received) uses one monotonic clock. The bridge runs as a child process
+//! (the `openephys-zmq2osc` binary next to this one) on fresh ports; this process reads its
+//! CPU clock and samples `/proc/PID/task` for the per-thread split. When the simulator is done
+//! and the sink has every row (or stopped receiving for 500 ms), the bridge gets SIGTERM, stops
+//! gracefully and writes its **final JSON stats object** (`--stats-json`), which is where every
+//! bridge counter in the results comes from (never the text report).
 //!
-//! Outputs (under `--out`): `matrix.csv` (one row per run, appended), `latency-<scenario>.csv`
-//! (end-to-end distribution), `bridge-hist-<scenario>.csv` (the bridge's own histograms),
-//! `bridge-report-<scenario>.txt` (its stdout report), `bridge-extra.csv` (loss breakdown),
-//! `baseline.csv` (raw UDP sender cost), `latency.svg`, `delivered.svg`, and with `--soak`,
-//! `soak-<date>.csv`.
+//! Each repeat also measures two baselines per channel count: a **bare ZeroMQ drain** (a plain
+//! SUB with the bridge's socket options receiving the same simulator stream into a buffer) and
+//! a **raw UDP sender** (the same datagrams as sample mode, same GSO syscalls, no ZMQ).
+//!
+//! Outputs (under `--out`, rewritten by each matrix run): `matrix.csv` (every run plus a median
+//! row per scenario), `matrix-median.csv`, `baseline.csv` (runs + medians), `bridge-extra.csv`,
+//! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, and the raw files of every run in
+//! `raw/<scenario>/r<k>/`. The soak writes under `<out>/soak/` only.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
 use oe_testkit::sim::{self, BlockSize, SimConfig, Simulator};
 use oe_testkit::sink::{BlockClock, Layout, Method, Sink, SinkConfig, SinkReport};
+use oe_tools::stress::calc;
+use oe_tools::stress::plot;
+use oe_tools::stress::stats::{self, BridgeCounters, FinalStats};
+use oe_tools::stress::table::{self, Cell, Row};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,35 +41,30 @@ use zmq2osc::net::{SenderOptions, UdpSender};
 const UDP_MAX: usize = 65_507;
 /// Sample rate of every run.
 const RATE: f64 = 30_000.0;
-/// Extra seconds the bridge runs beyond the simulator (connect time + tail).
-const BRIDGE_EXTRA_S: f64 = 3.0;
 /// Requested sink `SO_RCVBUF` (the same as the bridge's `--verify`).
 const SINK_RCVBUF: usize = 8 << 20;
-/// Part of the streaming time at the start excluded from the CPU figure.
+/// Part of the streaming time at the start excluded from the CPU figures (at most 30 % of a
+/// short run, see [`warmup`]).
 const CPU_WARMUP: Duration = Duration::from_millis(1500);
-
-const MATRIX_HEADER: &str = "scenario,version,commit,channels,mode,factor,batch,pub_hwm,seconds,\
-datagrams_per_s,rows_expected,rows_delivered,delivered,clean,lost,kernel_drops,\
-upstream_missing_msgs,blocks_incomplete,e2e_p50_ms,e2e_p90_ms,e2e_p99_ms,e2e_p999_ms,e2e_max_ms,\
-bridge_p50_ms,bridge_p90_ms,bridge_p99_ms,bridge_p999_ms,bridge_max_ms,bridge_cpu_pct,\
-bridge_rss_mb,datagrams_per_syscall,zmq_rx_cpu_pct,osc_tx_cpu_pct";
-
-const EXTRA_HEADER: &str = "scenario,bridge_exit,sim_blocks,sim_data_msgs,sim_late_blocks,\
-sim_max_late_ms,blocks_emitted,blocks_learning,blocks_incomplete_bridge,\
-blocks_incomplete_upstream,dropped_newest,dropped_oldest,send_dropped,oversize,datagrams_sent,\
-syscalls,gso_batches,sink_lost_in_sequence,duplicated,reordered,torn,bad_values,discontinuities,\
-sink_rcvbuf,bridge_fds_max,bridge_threads_max,steady_window_s";
-
-const BASELINE_HEADER: &str = "channels,datagram_bytes,block_samples,datagrams_per_s,seconds,\
-baseline_cpu_pct,datagrams_per_syscall,delivered,kernel_drops,backend";
+/// `/proc` sampling period of the bridge's threads.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How long a bridge may take to subscribe before the row is given up.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The bridge's SUB socket options (`Engine::start` in src/engine/mod.rs): `ZMQ_RCVHWM` 10 000,
+/// `ZMQ_MAXMSGSIZE` 4 × max(4 × `performance.max_block_samples` (default 2048), 65 536) bytes,
+/// linger 0, `ZMQ_RCVBUF` left at the OS default. The drain baseline uses the same.
+const BRIDGE_RCVHWM: i32 = 10_000;
+const BRIDGE_MAXMSGSIZE: i64 = 4 * 65_536;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "stress",
-    about = "Stress-test matrix for openephys-zmq2osc (simulator + sink in-process, bridge as a child)"
+    about = "Results matrix for openephys-zmq2osc (simulator + sink in-process, bridge as a child)",
+    after_help = "The full matrix (the default flags, 3 repeats) takes about 12 minutes; \
+                  tools/results.sh builds and runs it into results/."
 )]
 struct Opt {
-    /// Channel counts (0..N) to run.
+    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1).
     #[arg(long, value_delimiter = ',', default_values_t = vec![16u32, 64, 256, 512, 1024, 2048])]
     channels: Vec<u32>,
     /// Output modes: sample, batch.
@@ -69,42 +73,66 @@ struct Opt {
     /// Downsampling factors F.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 30])]
     factors: Vec<u32>,
+    /// Channel counts that get every mode × factor; the other channel counts get the
+    /// full-rate row (sample, F = 1) only (0 = none).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
+    variants_at: Vec<u32>,
     /// Rows per batch in batch mode.
     #[arg(long, default_value_t = 10)]
     batch: u32,
-    /// Simulator streaming time per scenario (s).
-    #[arg(long, default_value_t = 10.0)]
+    /// Simulator streaming time per run (s).
+    #[arg(long, default_value_t = 6.0)]
     seconds: f64,
+    /// Runs of every scenario and baseline; the CSVs keep every run plus a median row.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
     /// Block shape: `gui` (constant int(1024·fs/44100) = 696 at 30 kHz) or a fixed sample count.
     #[arg(long, default_value = "gui")]
     block: String,
     /// Simulator PUB high-water mark(s). 1000 = the plugin's libzmq default (faithful).
     #[arg(long, value_delimiter = ',', default_values_t = vec![100_000i32])]
     pub_hwm: Vec<i32>,
-    /// Channel counts that also get a faithful row (PUB HWM 1000, sample mode, F = 1).
+    /// Channel counts that also get a faithful row (PUB HWM 1000, sample mode, F = 1)
+    /// (0 = none).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1024u32])]
     faithful_at: Vec<u32>,
-    /// Raw UDP baseline time per channel count (s); 0 skips the baseline.
-    #[arg(long, default_value_t = 5.0)]
+    /// Channel counts that also get a pinned full-rate row (the bridge runs with `--pin`)
+    /// (0 = none).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
+    pinned_at: Vec<u32>,
+    /// Also run contended full-rate rows: a thread beside the simulator burns a core.
+    #[arg(long)]
+    contend: bool,
+    /// Channel counts of the contended rows.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
+    contend_at: Vec<u32>,
+    /// Time of each baseline (bare ZeroMQ drain and raw UDP) per channel count and repeat (s);
+    /// 0 skips the baselines.
+    #[arg(long, default_value_t = 4.0)]
     baseline_seconds: f64,
     /// Output directory.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Smoke test: 16 and 256 channels, sample and batch, F = 1, 2 s, 1 s baseline.
+    /// Smoke test: 16 and 256 channels, sample F = 1 only, 2 s, 1 repeat, 2 s baselines.
     #[arg(long)]
     quick: bool,
-    /// Instead of the matrix: one long run (256 ch, sample, F = 1) of this many seconds,
-    /// sampled every 10 s into `soak-<date>.csv`.
+    /// Instead of the matrix: one long run (sample, F = 1) of this many seconds, sampled every
+    /// 10 s, written under `<out>/soak/`.
     #[arg(long, value_name = "SECONDS")]
     soak: Option<f64>,
     /// Channels of the soak run.
     #[arg(long, default_value_t = 256)]
     soak_channels: u32,
-    /// Blocks at the start of each run whose rows get no end-to-end latency sample (the bridge
-    /// drops block 0 while learning the channel set and emits block 1 only when block 2 starts).
+    /// Instead of running: print the scaling fit of an existing matrix CSV (its median rows)
+    /// and write it to `scaling.txt` beside the CSV.
+    #[arg(long, value_name = "MATRIX_CSV")]
+    fit: Option<PathBuf>,
+    /// Blocks at the start of each run whose rows get no end-to-end latency sample (start-up;
+    /// delivery counts every row regardless).
     #[arg(long, default_value_t = 2)]
     latency_skip_blocks: u64,
-    /// Commit recorded in matrix.csv (default: `git rev-parse --short HEAD` in the crate dir).
+    /// Commit recorded in the CSVs (default: `git rev-parse --short HEAD` of the workspace,
+    /// plus `-dirty` when files outside results/ differ from HEAD).
     #[arg(long)]
     commit: Option<String>,
     /// Bridge binary (default: `openephys-zmq2osc` next to this executable).
@@ -134,6 +162,8 @@ struct Scenario {
     factor: u32,
     batch: u32,
     pub_hwm: i32,
+    pinned: bool,
+    contend: bool,
     seconds: f64,
     block: BlockSize,
     block_samples: usize,
@@ -151,22 +181,23 @@ impl Scenario {
             let _ = write!(s, "-b{}", self.batch);
         }
         let _ = write!(s, "-hwm{}", self.pub_hwm);
+        if self.pinned {
+            s.push_str("-pin");
+        }
+        if self.contend {
+            s.push_str("-contend");
+        }
         s
     }
-    fn label(&self) -> String {
-        format!(
-            "{}ch {} F={}{} hwm={}",
-            self.channels,
-            self.mode.as_str(),
-            self.factor,
-            if self.mode == Mode::Batch {
-                format!(" b={}", self.batch)
-            } else {
-                String::new()
-            },
-            self.pub_hwm
-        )
+    /// Sample mode at F = 1: exactly what the raw UDP baseline sends.
+    fn full_rate(&self) -> bool {
+        self.mode == Mode::Sample && self.factor == 1
     }
+}
+
+/// The CPU warm-up of a run of `seconds`: [`CPU_WARMUP`], or 30 % of a shorter run.
+fn warmup(seconds: f64) -> Duration {
+    CPU_WARMUP.min(Duration::from_secs_f64((seconds * 0.3).max(0.0)))
 }
 
 fn pad4(n: usize) -> usize {
@@ -180,19 +211,45 @@ fn batch_bytes(channels: usize, k: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------------
-// /proc sampling
+// CPU clocks and /proc
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy)]
-struct ProcSample {
-    at: Instant,
-    cpu_ticks: u64,
-    /// CPU ticks of the `zmq_rx` thread and of all `osc_tx_*` threads.
-    rx_ticks: u64,
-    tx_ticks: u64,
-    rss_kb: u64,
-    fds: u64,
-    threads: u64,
+/// CPU time (ns) of a Linux CPU-time clock id.
+fn clock_ns(clk: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec owned by this frame; clock_gettime writes only
+    // into it and reports an invalid clock id (e.g. an exited process) as an error.
+    let rc = unsafe { libc::clock_gettime(clk, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// CPU time of the calling thread (ns).
+fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0)
+}
+
+/// The CPU-time clock of a whole process (Linux `MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)`,
+/// what `clock_getcpuclockid` returns): all its threads, ns resolution.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    clock_ns(((!(pid as libc::clockid_t)) << 3) | 2)
+}
+
+/// The CPU-time clock of a thread of this process (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`).
+fn own_thread_cpu_ns(tid: u32) -> Option<u64> {
+    clock_ns(((!(tid as libc::clockid_t)) << 3) | 6)
+}
+
+fn own_tids() -> BTreeSet<u32> {
+    fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn clk_tck() -> f64 {
@@ -205,13 +262,22 @@ fn clk_tck() -> f64 {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+struct ProcSample {
+    at: Instant,
+    /// Whole-process CPU (ns, process CPU clock).
+    cpu_ns: u64,
+    /// CPU ticks of the `zmq_rx` thread and of all `osc_tx_*` threads.
+    rx_ticks: u64,
+    tx_ticks: u64,
+    rss_kb: u64,
+    fds: u64,
+    threads: u64,
+}
+
 fn proc_sample(pid: u32) -> Option<ProcSample> {
     let at = Instant::now();
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm: field 3 (state) is f[0]; utime (14) is f[11], stime (15) is f[12].
-    let cpu_ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let cpu_ns = process_cpu_ns(pid)?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -235,18 +301,19 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
             };
             let comm = &st[a + 1..b];
             let f: Vec<&str> = st[b + 1..].split_whitespace().collect();
+            // After the comm: utime (field 14) is f[11], stime (15) is f[12].
             let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
                 + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             if comm == "zmq_rx" {
                 rx_ticks += ticks;
-            } else if comm.starts_with("osc_tx_") {
+            } else if comm.starts_with("osc_tx") {
                 tx_ticks += ticks;
             }
         }
     }
     Some(ProcSample {
         at,
-        cpu_ticks,
+        cpu_ns,
         rx_ticks,
         tx_ticks,
         rss_kb: field("VmRSS:"),
@@ -255,144 +322,30 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
-/// CPU of the samples between `from` and `to` as % of one core (first sample at or after `from`,
-/// last at or before `to`); falls back to the whole list when the window holds < 2 samples.
-fn cpu_pct(samples: &[ProcSample], from: Instant, to: Instant, tck: f64) -> (f64, f64) {
-    cpu_pct_of(samples, from, to, tck, |s| s.cpu_ticks)
+/// The first sample at or after `from` and the last at or before `to` (NaN window when fewer
+/// than two samples fall inside).
+fn window(samples: &[ProcSample], from: Instant, to: Instant) -> Option<(ProcSample, ProcSample)> {
+    let a = samples.iter().find(|s| s.at >= from)?;
+    let b = samples.iter().rev().find(|s| s.at <= to)?;
+    (b.at > a.at).then_some((*a, *b))
 }
 
-/// Like [`cpu_pct`] for the ticks `pick` selects (a thread group).
-fn cpu_pct_of(
-    samples: &[ProcSample],
-    from: Instant,
-    to: Instant,
-    tck: f64,
-    pick: fn(&ProcSample) -> u64,
-) -> (f64, f64) {
-    let win: Vec<&ProcSample> = samples
-        .iter()
-        .filter(|s| s.at >= from && s.at <= to)
-        .collect();
-    let (a, b) = if win.len() >= 2 {
-        (win[0], win[win.len() - 1])
-    } else if samples.len() >= 2 {
-        (&samples[0], &samples[samples.len() - 1])
-    } else {
-        return (f64::NAN, 0.0);
-    };
+/// % of one core between two samples for the quantity `pick` (in seconds of CPU).
+fn pct(a: &ProcSample, b: &ProcSample, pick: impl Fn(&ProcSample) -> f64) -> f64 {
     let dt = b.at.duration_since(a.at).as_secs_f64();
-    if dt <= 0.0 {
-        return (f64::NAN, 0.0);
-    }
-    let cpu = (pick(b).saturating_sub(pick(a))) as f64 / tck;
-    (100.0 * cpu / dt, dt)
+    calc::ratio(100.0 * (pick(b) - pick(a)).max(0.0), dt)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bridge report parsing
+// One bridge run
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Clone)]
-struct BridgeReport {
-    datagrams_sent: u64,
-    syscalls: u64,
-    gso_batches: u64,
-    send_dropped: u64,
-    oversize: u64,
-    blocks_emitted: u64,
-    blocks_incomplete: u64,
-    blocks_incomplete_upstream: u64,
-    blocks_learning: u64,
-    upstream_missing_msgs: u64,
-    dropped_newest: u64,
-    dropped_oldest: u64,
-    /// count, p50, p90, p99, p99.9, max (ms) of `bridge_added`.
-    bridge_added: Option<[f64; 6]>,
-}
-
-/// The number following the token sequence `key` in `line` (first occurrence).
-fn after(line: &str, key: &[&str]) -> Option<u64> {
-    let t: Vec<&str> = line.split_whitespace().collect();
-    (0..t.len().saturating_sub(key.len())).find_map(|i| {
-        if t[i..i + key.len()] == *key {
-            t[i + key.len()]
-                .trim_matches(|c: char| !c.is_ascii_digit())
-                .parse()
-                .ok()
-        } else {
-            None
-        }
-    })
-}
-
-fn parse_bridge(stdout: &str) -> BridgeReport {
-    let mut r = BridgeReport::default();
-    for line in stdout.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        match first {
-            "zmq" => {
-                r.upstream_missing_msgs = after(line, &["upstream", "missing", "msgs"]).unwrap_or(0)
-            }
-            "blocks" => {
-                r.blocks_emitted = after(line, &["emitted"]).unwrap_or(0);
-                r.blocks_incomplete = after(line, &["incomplete"]).unwrap_or(0);
-                r.blocks_incomplete_upstream = after(line, &["loss)"]).unwrap_or(0);
-                r.blocks_learning = after(line, &["learning", "channels"]).unwrap_or(0);
-            }
-            "queue" => {
-                r.dropped_newest = after(line, &["dropped", "newest"]).unwrap_or(0);
-                r.dropped_oldest = after(line, &["dropped", "oldest"]).unwrap_or(0);
-            }
-            "osc" => {
-                // "osc [name] … | queue: dropped newest N oldest N, …" (one line per output).
-                r.dropped_newest = after(line, &["dropped", "newest"]).unwrap_or(0);
-                r.dropped_oldest = after(line, &["oldest"]).unwrap_or(0);
-                r.datagrams_sent = after(line, &["sent"]).unwrap_or(0);
-                r.syscalls = after(line, &["syscalls"]).unwrap_or(0);
-                r.gso_batches = after(line, &["gso", "batches"]).unwrap_or(0);
-                r.send_dropped = after(line, &["send-dropped"]).unwrap_or(0);
-                r.oversize = after(line, &["oversize", "refused"]).unwrap_or(0);
-            }
-            "bridge_added" => {
-                let v: Vec<f64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .map(|x| x.parse::<f64>().unwrap_or(f64::NAN))
-                    .collect();
-                if v.len() == 6 {
-                    r.bridge_added = Some([v[0], v[1], v[2], v[3], v[4], v[5]]);
-                }
-            }
-            _ => {}
-        }
-    }
-    r
-}
-
-// ---------------------------------------------------------------------------------------------
-// One scenario
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct RunResult {
-    sc: Scenario,
-    datagrams_per_s: f64,
-    rows_expected: u64,
-    rows_delivered: u64,
-    delivered: f64,
-    clean: f64,
-    lost: u64,
-    kernel_drops: u64,
-    bridge: BridgeReport,
-    e2e: [f64; 5],
-    cpu_pct: f64,
-    /// CPU of the `zmq_rx` thread (ZMQ receive + assembly) and of the `osc_tx_*` threads
-    /// (downsample + encode + send), % of one core.
-    rx_cpu_pct: f64,
-    tx_cpu_pct: f64,
-    rss_mb: f64,
-    dgrams_per_syscall: f64,
-    extra: String,
+struct Ctx {
+    bridge: PathBuf,
+    version: String,
+    commit: String,
+    tck: f64,
+    latency_skip_blocks: u64,
 }
 
 /// State shared with the simulator's block observer.
@@ -407,16 +360,46 @@ struct ObserverState {
 struct SoakLog {
     file: fs::File,
     every: Duration,
+    header_written: bool,
 }
 
-struct Ctx {
-    bridge: PathBuf,
-    out: PathBuf,
-    tmp: PathBuf,
-    version: String,
-    commit: String,
-    tck: f64,
-    latency_skip_blocks: u64,
+#[derive(Debug, Clone)]
+struct RunResult {
+    sc: Scenario,
+    run: String,
+    /// Bridge exit code (-1: killed or unknown).
+    exit: i32,
+    /// What went wrong, empty when the run was clean (a start-up failure, a missing final
+    /// stats object, a kill after a hang).
+    error: String,
+    counters: Option<BridgeCounters>,
+    final_rss_mb: f64,
+    samples_published: u64,
+    rows_expected: u64,
+    rows_delivered: u64,
+    datagrams_per_s: f64,
+    rep: SinkReport,
+    e2e: [f64; 5],
+    /// bridge_added p50, p90, p99, p99.9, max (ms) from its histogram CSV.
+    bridge_added: [f64; 5],
+    cpu_pct: f64,
+    rx_cpu_pct: f64,
+    tx_cpu_pct: f64,
+    rss_mb: f64,
+    fds: u64,
+    threads: u64,
+    window_s: f64,
+    sim_blocks: u64,
+    sim_data_msgs: u64,
+    sim_late_blocks: u64,
+    sim_max_late_ms: f64,
+    rcvbuf: usize,
+}
+
+impl RunResult {
+    fn frac(&self, n: u64) -> f64 {
+        calc::ratio(n as f64, self.rows_expected as f64)
+    }
 }
 
 fn bridge_config(sc: &Scenario, data_port: u16, osc_port: u16) -> String {
@@ -435,11 +418,12 @@ fn bridge_config(sc: &Scenario, data_port: u16, osc_port: u16) -> String {
       "batch_size": {batch}
     }}
   }},
-  "performance": {{ "max_channels": {maxch}, "pin_threads": false }}
+  "performance": {{ "max_channels": {maxch}, "pin_threads": {pin} }}
 }}
 "#,
         f = sc.factor,
         maxch = sc.channels.max(1024),
+        pin = sc.pinned,
     )
 }
 
@@ -447,63 +431,85 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn fmt_dur(d: f64) -> String {
-    let s = d.max(0.0).round() as u64;
-    format!("{}m{:02}s", s / 60, s % 60)
+/// The bridge command line of a run (also recorded in the README).
+fn bridge_args(sc: &Scenario, cfg: &Path, dir: &Path, max_seconds: f64) -> Vec<String> {
+    let mut a = vec![
+        "-c".to_string(),
+        cfg.display().to_string(),
+        "--no-tui".into(),
+        "--seconds".into(),
+        format!("{max_seconds}"),
+        // Only the final object is needed: one interval longer than the run.
+        "--stats-interval".into(),
+        format!("{}", max_seconds + 60.0),
+        "--stats-json".into(),
+        dir.join("stats.jsonl").display().to_string(),
+        "--histogram-csv".into(),
+        dir.join("bridge-hist.csv").display().to_string(),
+    ];
+    a.push(if sc.pinned { "--pin" } else { "--no-pin" }.into());
+    a
 }
 
-struct Progress {
-    start: Instant,
-    total: usize,
-    /// Estimated seconds of every step.
-    est: Vec<f64>,
+fn spawn_bridge(ctx: &Ctx, args: &[String], dir: &Path) -> Result<Child, String> {
+    let out = fs::File::create(dir.join("report.txt")).map_err(|e| e.to_string())?;
+    let err = fs::File::create(dir.join("stderr.txt")).map_err(|e| e.to_string())?;
+    Command::new(&ctx.bridge)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", ctx.bridge.display()))
 }
 
-impl Progress {
-    fn line(&self, i: usize, label: &str, within: f64, step_len: f64) {
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let remaining: f64 =
-            self.est[i + 1..].iter().sum::<f64>() + (self.est[i] - within).max(0.0);
-        eprint!(
-            "\r\x1b[2K[{}/{}] {label}  {:.0}/{:.0} s  elapsed {}  ETA {}",
-            i + 1,
-            self.total,
-            within,
-            step_len,
-            fmt_dur(elapsed),
-            fmt_dur(remaining)
-        );
-        let _ = std::io::stderr().flush();
+fn stderr_tail(dir: &Path, n: usize) -> String {
+    let err = fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
+    let tail: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(n)
+        .collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+fn sigterm(pid: u32) {
+    // SAFETY: kill() only sends a signal to the child we spawned (pid from `Child::id`, not yet
+    // reaped, so it cannot have been reused); it touches no memory.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
     }
 }
 
-fn spawn_bridge(ctx: &Ctx, cfg: &Path, seconds: f64, hist: &Path, errlog: &Path) -> Child {
-    let err = fs::File::create(errlog).expect("cannot create bridge stderr log");
-    Command::new(&ctx.bridge)
-        .arg("-c")
-        .arg(cfg)
-        .arg("--seconds")
-        .arg(format!("{seconds}"))
-        .arg("--stats-interval")
-        .arg("0")
-        .arg("--histogram-csv")
-        .arg(hist)
-        .arg("--no-pin")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", ctx.bridge.display()))
+/// Spins until `stop` (the `--contend` load: a thread beside the simulator burning a core).
+fn spawn_burner(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::Builder::new()
+        .name("contend".into())
+        .spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                }
+            }
+            x
+        })
+        .expect("spawn contend thread")
 }
 
 #[allow(clippy::too_many_lines)]
 fn run_scenario(
     ctx: &Ctx,
     sc: &Scenario,
-    progress: &Progress,
-    step: usize,
+    run: &str,
+    dir: &Path,
     mut soak: Option<&mut SoakLog>,
 ) -> RunResult {
-    let name = sc.name();
+    let _ = fs::create_dir_all(dir);
+    let _ = fs::remove_file(dir.join("stats.jsonl"));
     let clock = Arc::new(BlockClock::new(8192));
     let layout = match sc.mode {
         Mode::Sample => Layout::Sample,
@@ -532,7 +538,8 @@ fn run_scenario(
     let skip = ctx.latency_skip_blocks;
     let mut seen = 0u64;
     let observer: sim::BlockObserver = Box::new(move |sn, ns, _, t| {
-        // Rows of blocks not recorded in the clock get no latency sample (start-up excluded).
+        // Rows of blocks not recorded in the clock get no latency sample (start-up excluded
+        // from the latency only; delivery counts every sample published).
         if seen >= skip {
             o2.clock.record(sn, ns, t);
         }
@@ -545,6 +552,8 @@ fn run_scenario(
         drop(f);
         *o2.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     });
+    let burner_stop = Arc::new(AtomicBool::new(false));
+    let burner = sc.contend.then(|| spawn_burner(burner_stop.clone()));
     let zctx = zmq::Context::new();
     let simulator = Simulator::start(
         SimConfig {
@@ -565,118 +574,163 @@ fn run_scenario(
     )
     .expect("simulator start");
 
-    let cfg_path = ctx.tmp.join(format!("{name}.json"));
+    let cfg_path = dir.join("config.json");
     fs::write(
         &cfg_path,
         bridge_config(sc, simulator.data_port(), sink.local_addr().port()),
     )
     .expect("write bridge config");
-    let hist = ctx.out.join(format!("bridge-hist-{name}.csv"));
-    let errlog = ctx.tmp.join(format!("{name}.stderr"));
-    let bridge_seconds = sc.seconds + BRIDGE_EXTRA_S;
-    let mut child = spawn_bridge(ctx, &cfg_path, bridge_seconds, &hist, &errlog);
-    let pid = child.id();
-    let mut stdout_pipe = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout_pipe.read_to_string(&mut s);
-        s
-    });
+    // The bridge is stopped with SIGTERM once the stream is through; --seconds is a backstop.
+    let max_seconds = sc.seconds + 60.0;
+    let args = bridge_args(sc, &cfg_path, dir, max_seconds);
+    let _ = fs::write(
+        dir.join("command.txt"),
+        format!("{} {}\n", ctx.bridge.display(), args.join(" ")),
+    );
+    let mut errors: Vec<String> = Vec::new();
+    let mut child = match spawn_bridge(ctx, &args, dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
 
-    // Sample /proc once a second until the bridge exits.
+    // Sample the bridge until the stream is through, then stop it.
     let t_start = Instant::now();
-    let hard_deadline = t_start + Duration::from_secs_f64(bridge_seconds + 20.0);
     let mut samples: Vec<ProcSample> = Vec::new();
     let mut next = t_start;
     let mut soak_prev: Option<(Instant, u64, SinkReport)> = None;
     let mut next_soak = t_start + soak.as_ref().map_or(Duration::MAX / 4, |s| s.every);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait on bridge") {
-            break Some(st);
+    let mut status = None;
+    let mut terminated_at: Option<Instant> = None;
+    while let Some(ch) = child.as_mut() {
+        if let Ok(Some(st)) = ch.try_wait() {
+            status = Some(st);
+            break;
         }
         let now = Instant::now();
-        if now >= hard_deadline {
-            eprintln!("\nbridge did not exit in time; killing pid {pid}");
-            let _ = child.kill();
-            break child.wait().ok();
+        let pid = ch.id();
+        let started = obs
+            .first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !started && now.duration_since(t_start) > SUBSCRIBE_TIMEOUT {
+            errors.push(format!(
+                "the bridge did not subscribe within {} s; killed",
+                SUBSCRIBE_TIMEOUT.as_secs()
+            ));
+            let _ = ch.kill();
+            status = ch.wait().ok();
+            break;
         }
-        if now >= next {
+        if terminated_at.is_none() && simulator.is_finished() {
+            // Every published row should be out: wait while the sink still makes progress.
+            let expected = calc::rows_expected(obs.samples.load(Ordering::Relaxed), sc.factor);
+            wait_for_sink(&sink, expected);
             if let Some(s) = proc_sample(pid) {
                 samples.push(s);
             }
-            next += Duration::from_secs(1);
-            progress.line(
-                step,
-                &sc.label(),
+            sigterm(pid);
+            terminated_at = Some(Instant::now());
+        }
+        if terminated_at.is_some_and(|t| now.duration_since(t) > Duration::from_secs(15)) {
+            errors.push("the bridge did not exit within 15 s of SIGTERM; killed".into());
+            let _ = ch.kill();
+            status = ch.wait().ok();
+            break;
+        }
+        if now >= next && terminated_at.is_none() {
+            if let Some(s) = proc_sample(pid) {
+                samples.push(s);
+            }
+            next += SAMPLE_EVERY;
+            eprint!(
+                "\r\x1b[2K  {} run {run}: {:.0}/{:.0} s",
+                sc.name(),
                 t_start.elapsed().as_secs_f64(),
-                sc.seconds,
+                sc.seconds
             );
+            let _ = std::io::stderr().flush();
         }
         if let Some(log) = soak.as_deref_mut() {
             if now >= next_soak {
                 next_soak += log.every;
                 let rep = sink.report();
-                let last = *samples.last().expect("at least one /proc sample");
-                write_soak_row(
-                    log,
-                    t_start,
-                    &obs,
-                    sc,
-                    &rep,
-                    last,
-                    soak_prev.as_ref(),
-                    ctx.tck,
-                );
-                soak_prev = Some((last.at, last.cpu_ticks, rep));
+                if let Some(last) = samples.last().copied() {
+                    write_soak_row(log, t_start, &obs, sc, &rep, last, soak_prev.as_ref());
+                    soak_prev = Some((last.at, last.cpu_ns, rep));
+                }
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = reader.join().unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let exit = status.and_then(|s| s.code()).unwrap_or(-1);
+    let stream_started = obs
+        .first
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some();
+    if child.is_some() && terminated_at.is_none() && errors.is_empty() {
+        errors.push(if stream_started {
+            format!("the bridge exited with code {exit} during the run")
+        } else {
+            format!("the bridge exited at start-up with code {exit}")
+        });
+    }
+    if exit != 0 && errors.is_empty() {
+        errors.push(format!("the bridge exited with code {exit}"));
+    }
     let sim_stats = if simulator.is_finished() {
         simulator.wait()
     } else {
         simulator.stop()
     };
-    let samples_sent = obs.samples.load(Ordering::Relaxed);
-    sink.wait_for_rows(u64::MAX, Duration::from_millis(300));
+    burner_stop.store(true, Ordering::Relaxed);
+    if let Some(b) = burner {
+        let _ = b.join();
+    }
+    let samples_published = obs.samples.load(Ordering::Relaxed);
+    let rows_expected = calc::rows_expected(samples_published, sc.factor);
+    // Rows flushed at the bridge's stop (e.g. a last partial batch) are still on their way.
+    sink.wait_for_rows(rows_expected, Duration::from_millis(300));
     let rcvbuf = sink.effective_recv_buffer();
     let rep = sink.stop();
     drop(zctx);
 
-    let br = parse_bridge(&stdout);
-    let _ = fs::write(
-        ctx.out.join(format!("bridge-report-{name}.txt")),
-        format!(
-            "# {name}: {} -c <config> --seconds {bridge_seconds} --stats-interval 0 --histogram-csv {} --no-pin\n# config:\n{}\n{stdout}",
-            ctx.bridge.display(),
-            hist.display(),
-            fs::read_to_string(&cfg_path).unwrap_or_default()
-        ),
-    );
-    let exit = status.and_then(|s| s.code()).unwrap_or(-1);
-    if exit != 0 || stdout.is_empty() {
-        let err = fs::read_to_string(&errlog).unwrap_or_default();
-        let tail: Vec<&str> = err.lines().rev().take(10).collect();
-        eprintln!(
-            "\n{name}: bridge exit {exit}; stderr tail:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-
-    // Delivery. The bridge spends the first block learning the channel set (by design; reported as
-    // `blocks while learning channels`), so expected rows start at the second block.
-    let first_block = sc.block_samples as u64;
-    let learn = br.blocks_learning.max(1) * first_block;
-    let rows_expected = samples_sent.saturating_sub(learn) / u64::from(sc.factor);
-    let rows_delivered = rep.rows.saturating_sub(rep.duplicated_rows);
-    let frac = |n: u64| {
-        if rows_expected > 0 {
-            n as f64 / rows_expected as f64
-        } else {
-            0.0
+    // The bridge's counters: its final JSON stats object.
+    let final_stats = fs::read_to_string(dir.join("stats.jsonl"))
+        .map_err(|e| format!("no stats file: {e}"))
+        .and_then(|t| FinalStats::from_lines(&t));
+    let (counters, final_rss_mb) = match final_stats {
+        Ok(f) => match BridgeCounters::from_final(&f) {
+            Ok(c) => (
+                Some(c),
+                f.rss_bytes.map_or(f64::NAN, |b| b as f64 / 1048576.0),
+            ),
+            Err(e) => {
+                errors.push(e);
+                (None, f64::NAN)
+            }
+        },
+        Err(e) => {
+            errors.push(e);
+            (None, f64::NAN)
         }
     };
+    let bridge_added = fs::read_to_string(dir.join("bridge-hist.csv"))
+        .ok()
+        .and_then(|t| stats::hist_quantiles(&t, "bridge_added").ok())
+        .map_or([f64::NAN; 5], |q| q.ms);
+    if !errors.is_empty() {
+        let tail = stderr_tail(dir, 6);
+        if !tail.is_empty() {
+            errors.push(format!("stderr: {tail}"));
+        }
+        eprintln!("\n{} run {run}: {}", sc.name(), errors.join("; "));
+    }
+
     let e2e = match &rep.latency {
         Some(h) if !h.is_empty() => [
             ms(h.value_at_quantile(0.5)),
@@ -688,74 +742,78 @@ fn run_scenario(
         _ => [f64::NAN; 5],
     };
     if let Some(h) = &rep.latency {
-        write_latency_csv(&ctx.out.join(format!("latency-{name}.csv")), h);
+        write_latency_csv(&dir.join("latency.csv"), h);
     }
     let first = *obs.first.lock().unwrap_or_else(|p| p.into_inner());
     let last = *obs.last.lock().unwrap_or_else(|p| p.into_inner());
     let stream_s = match (first, last) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() + sc.block_samples as f64 / RATE,
-        _ => sc.seconds,
+        _ => f64::NAN,
     };
-    let (from, to) = match (first, last) {
-        (Some(a), Some(b)) => (a + CPU_WARMUP, b),
-        _ => (t_start, Instant::now()),
+    let win = match (first, last) {
+        (Some(a), Some(b)) => window(&samples, a + warmup(sc.seconds), b),
+        _ => None,
     };
-    let (cpu, window) = cpu_pct(&samples, from, to, ctx.tck);
-    let (rx_cpu, _) = cpu_pct_of(&samples, from, to, ctx.tck, |s| s.rx_ticks);
-    let (tx_cpu, _) = cpu_pct_of(&samples, from, to, ctx.tck, |s| s.tx_ticks);
-    let rss_kb = samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
-    let fds = samples.iter().map(|s| s.fds).max().unwrap_or(0);
-    let threads = samples.iter().map(|s| s.threads).max().unwrap_or(0);
-    let extra = format!(
-        "{name},{exit},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{fds},{threads},{window:.1}",
-        sim_stats.blocks,
-        sim_stats.data_messages,
-        sim_stats.late_blocks,
-        sim_stats.max_lateness.as_secs_f64() * 1e3,
-        br.blocks_emitted,
-        br.blocks_learning,
-        br.blocks_incomplete,
-        br.blocks_incomplete_upstream,
-        br.dropped_newest,
-        br.dropped_oldest,
-        br.send_dropped,
-        br.oversize,
-        br.datagrams_sent,
-        br.syscalls,
-        br.gso_batches,
-        rep.lost_rows,
-        rep.duplicated_rows,
-        rep.reordered_rows,
-        rep.torn_rows,
-        rep.bad_values,
-        rep.discontinuities,
-        rcvbuf,
-    );
+    let tck = ctx.tck;
+    let (cpu, rx_cpu, tx_cpu, window_s) = match &win {
+        Some((a, b)) => (
+            pct(a, b, |s| s.cpu_ns as f64 / 1e9),
+            pct(a, b, |s| s.rx_ticks as f64 / tck),
+            pct(a, b, |s| s.tx_ticks as f64 / tck),
+            b.at.duration_since(a.at).as_secs_f64(),
+        ),
+        None => (f64::NAN, f64::NAN, f64::NAN, 0.0),
+    };
     RunResult {
         sc: sc.clone(),
-        datagrams_per_s: br.datagrams_sent as f64 / stream_s,
+        run: run.to_string(),
+        exit,
+        error: errors.join("; "),
+        datagrams_per_s: counters.map_or(f64::NAN, |c| c.sent as f64 / stream_s),
+        counters,
+        final_rss_mb,
+        samples_published,
         rows_expected,
-        rows_delivered,
-        delivered: frac(rows_delivered),
-        clean: frac(rep.clean_rows),
-        lost: rows_expected.saturating_sub(rows_delivered),
-        kernel_drops: rep.kernel_drops,
+        rows_delivered: rep.rows.saturating_sub(rep.duplicated_rows),
+        rep,
         e2e,
+        bridge_added,
         cpu_pct: cpu,
         rx_cpu_pct: rx_cpu,
         tx_cpu_pct: tx_cpu,
-        rss_mb: rss_kb as f64 / 1024.0,
-        dgrams_per_syscall: if br.syscalls > 0 {
-            br.datagrams_sent as f64 / br.syscalls as f64
-        } else {
-            f64::NAN
-        },
-        bridge: br,
-        extra,
+        rss_mb: samples
+            .iter()
+            .map(|s| s.rss_kb)
+            .max()
+            .map_or(f64::NAN, |kb| kb as f64 / 1024.0),
+        fds: samples.iter().map(|s| s.fds).max().unwrap_or(0),
+        threads: samples.iter().map(|s| s.threads).max().unwrap_or(0),
+        window_s,
+        sim_blocks: sim_stats.blocks,
+        sim_data_msgs: sim_stats.data_messages,
+        sim_late_blocks: sim_stats.late_blocks,
+        sim_max_late_ms: sim_stats.max_lateness.as_secs_f64() * 1e3,
+        rcvbuf,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Waits until the sink has `expected` rows, or has received nothing new for 500 ms (a
+/// bridge that lost rows never gets there), or 30 s passed (a bridge far behind).
+fn wait_for_sink(sink: &Sink, expected: u64) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    let mut prev = u64::MAX;
+    while Instant::now() < give_up {
+        if sink.wait_for_rows(expected, Duration::from_millis(500)) {
+            return;
+        }
+        let rows = sink.report().rows;
+        if rows == prev {
+            return;
+        }
+        prev = rows;
+    }
+}
+
 fn write_soak_row(
     log: &mut SoakLog,
     t0: Instant,
@@ -764,22 +822,16 @@ fn write_soak_row(
     rep: &SinkReport,
     cur: ProcSample,
     prev: Option<&(Instant, u64, SinkReport)>,
-    tck: f64,
 ) {
-    let samples = obs.samples.load(Ordering::Relaxed);
-    let rows_sent = samples.saturating_sub(sc.block_samples as u64) / u64::from(sc.factor);
+    let rows_sent = calc::rows_expected(obs.samples.load(Ordering::Relaxed), sc.factor);
     let (cpu, interval) = match prev {
-        Some((at, ticks, prev_rep)) => {
+        Some((at, ns, prev_rep)) => {
             let dt = cur.at.duration_since(*at).as_secs_f64();
-            let cpu = 100.0 * cur.cpu_ticks.saturating_sub(*ticks) as f64 / tck / dt.max(1e-9);
+            let cpu = calc::ratio(100.0 * cur.cpu_ns.saturating_sub(*ns) as f64 / 1e9, dt);
             let interval = match (&rep.latency, &prev_rep.latency) {
                 (Some(a), Some(b)) => {
                     let mut d = a.clone();
-                    if d.subtract(b).is_ok() {
-                        Some(d)
-                    } else {
-                        None
-                    }
+                    d.subtract(b).is_ok().then_some(d)
                 }
                 _ => None,
             };
@@ -797,24 +849,30 @@ fn write_soak_row(
         }
         _ => f64::NAN,
     };
-    let _ = writeln!(
-        log.file,
-        "{:.1},{:.2},{},{},{:.2},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3}",
-        t0.elapsed().as_secs_f64(),
-        cur.rss_kb as f64 / 1024.0,
-        cur.fds,
-        cur.threads,
-        cpu,
-        rows_sent,
-        rep.rows.saturating_sub(rep.duplicated_rows),
-        rep.lost_rows,
-        rep.kernel_drops,
-        rep.torn_rows + rep.bad_values,
-        lat(&interval, 0.5),
-        lat(&interval, 0.99),
-        lat(&interval, 0.999),
-        lat(&interval, 1.0),
-    );
+    // The first row has no CPU interval: an empty cell, not NaN.
+    let mut row = Row::default();
+    row.push("t_s", Cell::Num(t0.elapsed().as_secs_f64(), 1))
+        .push("bridge_rss_mb", n2(cur.rss_kb as f64 / 1024.0))
+        .push("bridge_fds", Cell::Int(cur.fds))
+        .push("bridge_threads", Cell::Int(cur.threads))
+        .push("bridge_cpu_pct", n2(cpu))
+        .push("rows_sent", Cell::Int(rows_sent))
+        .push(
+            "rows_delivered",
+            Cell::Int(rep.rows.saturating_sub(rep.duplicated_rows)),
+        )
+        .push("sink_lost_rows", Cell::Int(rep.lost_rows))
+        .push("kernel_drops", Cell::Int(rep.kernel_drops))
+        .push("torn_or_bad", Cell::Int(rep.torn_rows + rep.bad_values))
+        .push("e2e_p50_ms", n3(lat(&interval, 0.5)))
+        .push("e2e_p99_ms", n3(lat(&interval, 0.99)))
+        .push("e2e_p999_ms", n3(lat(&interval, 0.999)))
+        .push("e2e_max_ms", n3(lat(&interval, 1.0)));
+    if !log.header_written {
+        let _ = writeln!(log.file, "{}", row.header());
+        log.header_written = true;
+    }
+    let _ = writeln!(log.file, "{}", row.line());
     let _ = log.file.flush();
 }
 
@@ -835,74 +893,297 @@ fn write_latency_csv(path: &Path, h: &Histogram<u64>) {
     let _ = fs::write(path, out);
 }
 
-fn f3(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.3}")
-    } else {
-        String::new()
-    }
+// ---------------------------------------------------------------------------------------------
+// CSV rows
+// ---------------------------------------------------------------------------------------------
+
+fn yes_no(b: bool) -> Cell {
+    Cell::text(if b { "yes" } else { "no" })
 }
 
-fn matrix_row(ctx: &Ctx, r: &RunResult, scenario_prefix: &str) -> String {
-    let b = r.bridge.bridge_added.unwrap_or([f64::NAN; 6]);
-    format!(
-        "{scenario_prefix}{},{},{},{},{},{},{},{},{},{:.1},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{},{:.2},{:.2}",
-        r.sc.name(),
-        ctx.version,
-        ctx.commit,
-        r.sc.channels,
-        r.sc.mode.as_str(),
-        r.sc.factor,
-        if r.sc.mode == Mode::Batch { r.sc.batch } else { 1 },
-        r.sc.pub_hwm,
-        r.sc.seconds,
-        r.datagrams_per_s,
-        r.rows_expected,
-        r.rows_delivered,
-        r.delivered,
-        r.clean,
-        r.lost,
-        r.kernel_drops,
-        r.bridge.upstream_missing_msgs,
-        r.bridge.blocks_incomplete + r.bridge.blocks_incomplete_upstream,
-        f3(r.e2e[0]),
-        f3(r.e2e[1]),
-        f3(r.e2e[2]),
-        f3(r.e2e[3]),
-        f3(r.e2e[4]),
-        f3(b[1]),
-        f3(b[2]),
-        f3(b[3]),
-        f3(b[4]),
-        f3(b[5]),
-        if r.cpu_pct.is_finite() { format!("{:.2}", r.cpu_pct) } else { String::new() },
-        r.rss_mb,
-        f3(r.dgrams_per_syscall),
-        r.rx_cpu_pct,
-        r.tx_cpu_pct,
-    )
+fn n3(x: f64) -> Cell {
+    Cell::Num(x, 3)
 }
 
-fn append_line(path: &Path, header: &str, line: &str) {
-    let new = !path.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    if new {
-        let _ = writeln!(f, "{header}");
+fn n2(x: f64) -> Cell {
+    Cell::Num(x, 2)
+}
+
+/// One `matrix.csv` row. `base`: that repeat's (drain CPU %, raw UDP CPU %) at this channel
+/// count, used for full-rate rows only (the baselines send what sample mode at F = 1 sends).
+fn matrix_row(ctx: &Ctx, r: &RunResult, base: Option<(f64, f64)>) -> Row {
+    let c = r.counters;
+    let cnt = |f: fn(&BridgeCounters) -> u64| {
+        c.as_ref()
+            .map_or(Cell::Num(f64::NAN, 0), |c| Cell::Int(f(c)))
+    };
+    let (drain, udp) = match base {
+        Some(b) if r.sc.full_rate() => b,
+        _ => (f64::NAN, f64::NAN),
+    };
+    let sc = &r.sc;
+    let mut row = Row::default();
+    row.push("scenario", Cell::text(sc.name()))
+        .push("run", Cell::text(&r.run))
+        .push("commit", Cell::text(&ctx.commit))
+        .push("version", Cell::text(&ctx.version))
+        .push("channels", Cell::Int(sc.channels.into()))
+        .push("mode", Cell::text(sc.mode.as_str()))
+        .push("factor", Cell::Int(sc.factor.into()))
+        .push(
+            "batch",
+            Cell::Int(if sc.mode == Mode::Batch { sc.batch } else { 1 }.into()),
+        )
+        .push("pub_hwm", Cell::Int(sc.pub_hwm.max(0) as u64))
+        .push("pinned", yes_no(sc.pinned))
+        .push("contend", yes_no(sc.contend))
+        .push("seconds", Cell::Num(sc.seconds, 1))
+        .push("bridge_exit", Cell::text(r.exit.to_string()))
+        .push("error", Cell::text(&r.error))
+        .push("datagrams_per_s", Cell::Num(r.datagrams_per_s, 1))
+        .push("rows_expected", Cell::Int(r.rows_expected))
+        .push("rows_delivered", Cell::Int(r.rows_delivered))
+        .push("delivered", Cell::Num(r.frac(r.rows_delivered), 6))
+        .push("clean", Cell::Num(r.frac(r.rep.clean_rows), 6))
+        .push(
+            "lost",
+            Cell::Int(r.rows_expected.saturating_sub(r.rows_delivered)),
+        )
+        .push("kernel_drops", Cell::Int(r.rep.kernel_drops))
+        .push("upstream_missing_msgs", cnt(|c| c.upstream_missing_msgs))
+        .push("blocks_learning", cnt(|c| c.blocks_learning))
+        .push(
+            "blocks_incomplete",
+            cnt(|c| c.blocks_incomplete + c.blocks_incomplete_upstream),
+        )
+        .push("dropped_newest", cnt(|c| c.dropped_newest))
+        .push("dropped_oldest", cnt(|c| c.dropped_oldest))
+        .push("send_dropped", cnt(|c| c.send_dropped));
+    for (i, name) in E2E_COLS.iter().enumerate() {
+        row.push(name, n3(r.e2e[i]));
     }
-    let _ = writeln!(f, "{line}");
+    for (i, name) in BRIDGE_COLS.iter().enumerate() {
+        row.push(name, n3(r.bridge_added[i]));
+    }
+    row.push("bridge_cpu_pct", n2(r.cpu_pct))
+        .push("zmq_rx_cpu_pct", n2(r.rx_cpu_pct))
+        .push("osc_tx_cpu_pct", n2(r.tx_cpu_pct))
+        .push("drain_cpu_pct", n2(drain))
+        .push("udp_baseline_cpu_pct", n2(udp))
+        .push("cpu_ratio", n3(calc::cpu_ratio(r.cpu_pct, drain, udp)))
+        .push("bridge_rss_mb", Cell::Num(r.rss_mb, 1))
+        .push(
+            "datagrams_per_syscall",
+            n3(c.map_or(f64::NAN, |c| calc::ratio(c.sent as f64, c.syscalls as f64))),
+        );
+    row
+}
+
+const E2E_COLS: [&str; 5] = [
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+    "e2e_p99_ms",
+    "e2e_p999_ms",
+    "e2e_max_ms",
+];
+const BRIDGE_COLS: [&str; 5] = [
+    "bridge_p50_ms",
+    "bridge_p90_ms",
+    "bridge_p99_ms",
+    "bridge_p999_ms",
+    "bridge_max_ms",
+];
+
+fn extra_row(ctx: &Ctx, r: &RunResult) -> Row {
+    let c = r.counters;
+    let cnt = |f: fn(&BridgeCounters) -> u64| {
+        c.as_ref()
+            .map_or(Cell::Num(f64::NAN, 0), |c| Cell::Int(f(c)))
+    };
+    let mut row = Row::default();
+    row.push("scenario", Cell::text(r.sc.name()))
+        .push("run", Cell::text(&r.run))
+        .push("commit", Cell::text(&ctx.commit))
+        .push("sim_samples", Cell::Int(r.samples_published))
+        .push("sim_blocks", Cell::Int(r.sim_blocks))
+        .push("sim_data_msgs", Cell::Int(r.sim_data_msgs))
+        .push("sim_late_blocks", Cell::Int(r.sim_late_blocks))
+        .push("sim_max_late_ms", n2(r.sim_max_late_ms))
+        .push("zmq_messages", cnt(|c| c.messages))
+        .push("blocks_emitted", cnt(|c| c.blocks_emitted))
+        .push("blocks_incomplete_bridge", cnt(|c| c.blocks_incomplete))
+        .push(
+            "blocks_incomplete_upstream",
+            cnt(|c| c.blocks_incomplete_upstream),
+        )
+        .push("blocks_filled", cnt(|c| c.blocks_filled))
+        .push("malformed", cnt(|c| c.malformed))
+        .push("late_msgs", cnt(|c| c.late_msgs))
+        .push("oversize", cnt(|c| c.oversize))
+        .push("datagrams_sent", cnt(|c| c.sent))
+        .push("syscalls", cnt(|c| c.syscalls))
+        .push("gso_batches", cnt(|c| c.gso_batches))
+        .push("final_rss_mb", Cell::Num(r.final_rss_mb, 1))
+        .push("sink_lost_in_sequence", Cell::Int(r.rep.lost_rows))
+        .push("duplicated", Cell::Int(r.rep.duplicated_rows))
+        .push("reordered", Cell::Int(r.rep.reordered_rows))
+        .push("torn", Cell::Int(r.rep.torn_rows))
+        .push("bad_values", Cell::Int(r.rep.bad_values))
+        .push("discontinuities", Cell::Int(r.rep.discontinuities))
+        .push("sink_rcvbuf", Cell::Int(r.rcvbuf as u64))
+        .push("bridge_fds_max", Cell::Int(r.fds))
+        .push("bridge_threads_max", Cell::Int(r.threads))
+        .push("cpu_window_s", Cell::Num(r.window_s, 1));
+    row
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw UDP baseline
+// Baselines: bare ZeroMQ drain and raw UDP sender
 // ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    /// The receiving thread (thread CPU clock), % of one core.
+    thread_cpu_pct: f64,
+    /// The drain's own libzmq context threads (I/O + reaper), % of one core.
+    io_cpu_pct: f64,
+    /// Messages received ÷ data messages the simulator published.
+    received: f64,
+}
+
+struct DrainMark {
+    at: Instant,
+    thread_ns: u64,
+    io_ns: u64,
+    msgs: u64,
+    bytes: u64,
+}
+
+fn io_ns(tids: &[u32]) -> u64 {
+    tids.iter().filter_map(|&t| own_thread_cpu_ns(t)).sum()
+}
+
+/// A plain SUB with the bridge's socket options on the same simulator stream as a full-rate
+/// row, receiving every frame into one buffer and discarding it: the least any ZeroMQ client
+/// spends on this stream. CPU = the receiving thread plus this SUB's own libzmq I/O thread (the
+/// bridge's CPU includes its libzmq I/O thread too), over the stream minus the warm-up.
+fn run_drain(channels: u32, block: &BlockSize, seconds: f64, hwm: i32) -> Result<Drain, String> {
+    let sim_ctx = zmq::Context::new();
+    let simulator = Simulator::start(
+        SimConfig {
+            bind_host: "127.0.0.1".into(),
+            data_port: 0,
+            heartbeat: false,
+            channels: (0..channels).collect(),
+            sample_rate: RATE,
+            block: block.clone(),
+            signal: sim::Signal::Pattern {
+                wrap: sim::pattern_wrap(channels - 1),
+            },
+            duration: Some(Duration::from_secs_f64(seconds)),
+            realtime: true,
+            send_hwm: hwm,
+            wait_for_subscriber: true,
+            ..SimConfig::default()
+        },
+        &sim_ctx,
+        None,
+    )?;
+    // The drain's libzmq threads: the ones that appear when its context makes its first socket.
+    let before = own_tids();
+    let dctx = zmq::Context::new();
+    let sub = dctx.socket(zmq::SUB).map_err(|e| e.to_string())?;
+    let io_tids: Vec<u32> = own_tids().difference(&before).copied().collect();
+    sub.set_maxmsgsize(BRIDGE_MAXMSGSIZE)
+        .and_then(|_| sub.set_rcvhwm(BRIDGE_RCVHWM))
+        .and_then(|_| sub.set_linger(0))
+        .and_then(|_| sub.set_subscribe(b""))
+        .and_then(|_| sub.connect(&simulator.data_endpoint()))
+        .map_err(|e| format!("drain socket: {e}"))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let d2 = done.clone();
+    let warm = warmup(seconds);
+    let handle = std::thread::Builder::new()
+        .name("drain".into())
+        .spawn(move || -> Result<(DrainMark, DrainMark, u64), String> {
+            let mut buf = vec![0u8; BRIDGE_MAXMSGSIZE as usize];
+            let (mut msgs, mut bytes) = (0u64, 0u64);
+            let mut first: Option<Instant> = None;
+            let mut mark: Option<DrainMark> = None;
+            let mut end: Option<DrainMark> = None;
+            let give_up =
+                Instant::now() + SUBSCRIBE_TIMEOUT + Duration::from_secs_f64(seconds * 2.0);
+            loop {
+                match sub.recv_into(&mut buf, zmq::DONTWAIT) {
+                    Ok(n) => {
+                        bytes += n as u64;
+                        if !sub.get_rcvmore().unwrap_or(false) {
+                            msgs += 1;
+                        }
+                        if mark.is_none() {
+                            let now = Instant::now();
+                            let f = *first.get_or_insert(now);
+                            if now.duration_since(f) >= warm {
+                                mark = Some(DrainMark {
+                                    at: now,
+                                    thread_ns: thread_cpu_ns(),
+                                    io_ns: io_ns(&io_tids),
+                                    msgs,
+                                    bytes,
+                                });
+                            }
+                        }
+                    }
+                    Err(zmq::Error::EAGAIN) => {
+                        let now = Instant::now();
+                        if d2.load(Ordering::Acquire) || now > give_up {
+                            // The stream is over: close the window, then take what is queued.
+                            let e = end.get_or_insert_with(|| DrainMark {
+                                at: now,
+                                thread_ns: thread_cpu_ns(),
+                                io_ns: io_ns(&io_tids),
+                                msgs,
+                                bytes,
+                            });
+                            if now.duration_since(e.at) > Duration::from_millis(200) {
+                                break;
+                            }
+                        }
+                        let mut items = [sub.as_poll_item(zmq::POLLIN)];
+                        let _ = zmq::poll(&mut items, 10);
+                    }
+                    Err(e) => return Err(format!("drain receive: {e}")),
+                }
+            }
+            let end = end.ok_or("drain ended without a window")?;
+            let mark = mark.ok_or("the drain received less than the warm-up")?;
+            Ok((mark, end, msgs))
+        })
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + SUBSCRIBE_TIMEOUT + Duration::from_secs_f64(seconds * 2.0);
+    while !simulator.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done.store(true, Ordering::Release);
+    let res = handle
+        .join()
+        .map_err(|_| "drain thread panicked".to_string())?;
+    let sim_stats = simulator.stop();
+    let (a, b, total) = res?;
+    let wall = b.at.duration_since(a.at).as_secs_f64();
+    Ok(Drain {
+        msgs_per_s: calc::ratio((b.msgs - a.msgs) as f64, wall),
+        mb_per_s: calc::ratio((b.bytes - a.bytes) as f64 / 1e6, wall),
+        thread_cpu_pct: calc::ratio(100.0 * (b.thread_ns - a.thread_ns) as f64 / 1e9, wall),
+        io_cpu_pct: calc::ratio(100.0 * b.io_ns.saturating_sub(a.io_ns) as f64 / 1e9, wall),
+        received: calc::ratio(total as f64, sim_stats.data_messages as f64),
+    })
+}
 
 #[derive(Debug, Clone)]
-struct Baseline {
-    channels: u32,
+struct UdpBaseline {
     bytes: usize,
     dgrams_per_s: f64,
     cpu_pct: f64,
@@ -910,27 +1191,11 @@ struct Baseline {
     delivered: f64,
     kernel_drops: u64,
     backend: &'static str,
-    seconds: f64,
-    block: usize,
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec owned by this frame; CLOCK_THREAD_CPUTIME_ID is
-    // supported on Linux, and clock_gettime writes only into `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Sends what sample mode sends for `channels` (30 000 equal datagrams/s, one burst per block)
 /// with `UdpSender` (GSO on) to a verifying sink, and measures the sender thread's CPU.
-fn run_baseline(channels: u32, block: usize, seconds: f64) -> Baseline {
+fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaseline {
     let wrap = sim::pattern_wrap(channels - 1);
     let sink = Sink::start(SinkConfig {
         bind: ([127, 0, 0, 1], 0).into(),
@@ -952,7 +1217,6 @@ fn run_baseline(channels: u32, block: usize, seconds: f64) -> Baseline {
     let size = template.len();
     let head = size - 4 * channels as usize;
     let dest = sink.local_addr();
-    let stop = Arc::new(AtomicBool::new(false));
     let handle = std::thread::spawn(move || {
         let mut tx = UdpSender::connect(
             dest,
@@ -970,7 +1234,7 @@ fn run_baseline(channels: u32, block: usize, seconds: f64) -> Baseline {
             .map(|i| ((i * size) as u32, size as u32))
             .collect();
         let blocks = (seconds * RATE / block as f64).round() as u64;
-        let warm = (0.5 * RATE / block as f64).ceil() as u64;
+        let warm = (warmup(seconds).as_secs_f64() * RATE / block as f64).ceil() as u64;
         let t0 = Instant::now();
         let mut cpu0 = thread_cpu_ns();
         let mut wall0 = t0;
@@ -1008,11 +1272,10 @@ fn run_baseline(channels: u32, block: usize, seconds: f64) -> Baseline {
         let s = tx.stats();
         let sent = s.datagrams_sent - stats0.datagrams_sent;
         let sys = s.syscalls - stats0.syscalls;
-        stop.store(true, Ordering::Release);
         (
-            100.0 * cpu as f64 / 1e9 / wall,
-            sent as f64 / wall,
-            sent as f64 / sys.max(1) as f64,
+            calc::ratio(100.0 * cpu as f64 / 1e9, wall),
+            calc::ratio(sent as f64, wall),
+            calc::ratio(sent as f64, sys as f64),
             blocks * block as u64,
             tx.backend(),
         )
@@ -1020,165 +1283,86 @@ fn run_baseline(channels: u32, block: usize, seconds: f64) -> Baseline {
     let (cpu, rate, per_sys, total_rows, backend) = handle.join().expect("baseline thread");
     sink.wait_for_rows(total_rows, Duration::from_millis(500));
     let rep = sink.stop();
-    Baseline {
-        channels,
+    UdpBaseline {
         bytes: size,
         dgrams_per_s: rate,
         cpu_pct: cpu,
         per_syscall: per_sys,
-        delivered: rep.clean_rows as f64 / total_rows.max(1) as f64,
+        delivered: calc::ratio(rep.clean_rows as f64, total_rows as f64),
         kernel_drops: rep.kernel_drops,
         backend,
-        seconds,
-        block,
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Plots
-// ---------------------------------------------------------------------------------------------
-
-fn plot_latency(path: &Path, rows: &[&RunResult]) -> Result<(), String> {
-    use plotters::prelude::*;
-    let pts: Vec<(f64, [f64; 4])> = rows
-        .iter()
-        .filter(|r| r.e2e[0].is_finite())
-        .map(|r| {
-            (
-                f64::from(r.sc.channels),
-                [r.e2e[0], r.e2e[1], r.e2e[2], r.e2e[3]],
-            )
-        })
-        .collect();
-    if pts.is_empty() {
-        return Err("no latency points".into());
-    }
-    let xmin = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min) / 1.5;
-    let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.5;
-    let ymin = pts
-        .iter()
-        .flat_map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .max(1e-3)
-        / 2.0;
-    let ymax = pts.iter().flat_map(|p| p.1).fold(0.0, f64::max) * 2.0;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "End-to-end latency (simulator send -> OSC received), sample mode, F=1",
-            ("sans-serif", 18),
+fn baseline_row(
+    ctx: &Ctx,
+    ch: u32,
+    run: &str,
+    seconds: f64,
+    d: &Result<Drain, String>,
+    u: &UdpBaseline,
+) -> Row {
+    let dv = |f: fn(&Drain) -> f64| d.as_ref().map_or(f64::NAN, f);
+    let drain_total = dv(|d| d.thread_cpu_pct + d.io_cpu_pct);
+    let mut row = Row::default();
+    row.push("channels", Cell::Int(ch.into()))
+        .push("run", Cell::text(run))
+        .push("commit", Cell::text(&ctx.commit))
+        .push("seconds", Cell::Num(seconds, 1))
+        .push(
+            "drain_error",
+            Cell::text(d.as_ref().err().cloned().unwrap_or_default()),
         )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("channels")
-        .y_desc("latency (ms, log)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.2}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let names = ["p50", "p90", "p99", "p99.9"];
-    let colors = [BLUE, GREEN, MAGENTA, RED];
-    for (i, name) in names.iter().enumerate() {
-        let c = colors[i];
-        let series: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1[i])).collect();
-        chart
-            .draw_series(LineSeries::new(series.clone(), c.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart
-            .draw_series(series.iter().map(|&p| Circle::new(p, 3, c.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .push("drain_msgs_per_s", Cell::Num(dv(|d| d.msgs_per_s), 1))
+        .push("drain_mb_per_s", n2(dv(|d| d.mb_per_s)))
+        .push("drain_thread_cpu_pct", n2(dv(|d| d.thread_cpu_pct)))
+        .push("drain_zmq_io_cpu_pct", n2(dv(|d| d.io_cpu_pct)))
+        .push("drain_cpu_pct", n2(drain_total))
+        .push("drain_received", Cell::Num(dv(|d| d.received), 6))
+        .push("udp_datagram_bytes", Cell::Int(u.bytes as u64))
+        .push("udp_datagrams_per_s", Cell::Num(u.dgrams_per_s, 1))
+        .push("udp_cpu_pct", n2(u.cpu_pct))
+        .push("udp_datagrams_per_syscall", n3(u.per_syscall))
+        .push("udp_delivered", Cell::Num(u.delivered, 6))
+        .push("udp_kernel_drops", Cell::Int(u.kernel_drops))
+        .push("udp_backend", Cell::text(u.backend))
+        .push("drain_plus_udp_cpu_pct", n2(drain_total + u.cpu_pct));
+    row
 }
 
-fn plot_delivered(path: &Path, results: &[RunResult]) -> Result<(), String> {
-    use plotters::prelude::*;
-    let mut groups: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for r in results {
-        let key = if r.sc.pub_hwm == 1000 {
-            format!(
-                "{} F={} (PUB HWM 1000, faithful)",
-                r.sc.mode.as_str(),
-                r.sc.factor
-            )
-        } else {
-            format!("{} F={}", r.sc.mode.as_str(), r.sc.factor)
-        };
-        let p = (f64::from(r.sc.channels), r.delivered);
-        match groups.iter_mut().find(|g| g.0 == key) {
-            Some(g) => g.1.push(p),
-            None => groups.push((key, vec![p])),
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// A CSV written row by row (the header with the first row), so a crashed run keeps its rows.
+struct CsvOut {
+    path: PathBuf,
+    started: bool,
+}
+
+impl CsvOut {
+    fn create(path: PathBuf) -> CsvOut {
+        let _ = fs::remove_file(&path);
+        CsvOut {
+            path,
+            started: false,
         }
     }
-    if groups.is_empty() {
-        return Err("no points".into());
+    fn write(&mut self, row: &Row) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.path.display()));
+        if !self.started {
+            let _ = writeln!(f, "{}", row.header());
+            self.started = true;
+        }
+        let _ = writeln!(f, "{}", row.line());
     }
-    let xs = results.iter().map(|r| f64::from(r.sc.channels));
-    let xmin = xs.clone().fold(f64::INFINITY, f64::min) / 1.5;
-    let xmax = xs.fold(0.0, f64::max) * 1.5;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Delivered fraction (rows received / rows sent) vs channels",
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d((xmin..xmax).log_scale(), -0.02f64..1.08f64)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("channels")
-        .y_desc("delivered")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let colors = [BLUE, GREEN, MAGENTA, RED, CYAN, BLACK, YELLOW];
-    for (i, (key, pts)) in groups.iter().enumerate() {
-        let c = colors[i % colors.len()];
-        let mut pts = pts.clone();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(key.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
 }
 
-// ---------------------------------------------------------------------------------------------
-// main
-// ---------------------------------------------------------------------------------------------
-
-fn cmd_out(cmd: &str, args: &[&str], dir: &Path) -> String {
+fn cmd_out(cmd: &str, args: &[&str], dir: &Path) -> Option<String> {
     Command::new(cmd)
         .args(args)
         .current_dir(dir)
@@ -1186,7 +1370,28 @@ fn cmd_out(cmd: &str, args: &[&str], dir: &Path) -> String {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `git rev-parse --short HEAD` of the workspace, plus `-dirty` when tracked or untracked files
+/// outside results/ differ from HEAD (results/ is what a run writes).
+fn head_commit() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
+    let Some(head) = cmd_out("git", &["rev-parse", "--short", "HEAD"], root) else {
+        return "unknown".into();
+    };
+    let dirty = cmd_out(
+        "git",
+        &["status", "--porcelain", "--", ".", ":(exclude)results"],
+        root,
+    )
+    .is_none_or(|s| !s.is_empty());
+    if dirty {
+        format!("{head}-dirty")
+    } else {
+        head
+    }
 }
 
 fn parse_block(s: &str) -> Result<(BlockSize, usize), String> {
@@ -1200,20 +1405,125 @@ fn parse_block(s: &str) -> Result<(BlockSize, usize), String> {
     }
 }
 
-fn main() -> std::process::ExitCode {
+fn fmt_dur(d: f64) -> String {
+    let s = d.max(0.0).round() as u64;
+    format!("{}m{:02}s", s / 60, s % 60)
+}
+
+fn f3(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "-".into()
+    }
+}
+
+fn f1(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1}")
+    } else {
+        "-".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------------
+
+fn write_scaling(csv_path: &Path, out: &Path) -> Result<String, String> {
+    let csv = fs::read_to_string(csv_path)
+        .map_err(|e| format!("cannot read {}: {e}", csv_path.display()))?;
+    let rep = table::scaling_report(&csv)?;
+    fs::write(out, &rep).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(rep)
+}
+
+fn run_soak(ctx: &Ctx, o: &Opt, block: BlockSize, block_samples: usize) -> ExitCode {
+    let secs = o.soak.unwrap_or(0.0);
+    let sc = Scenario {
+        channels: o.soak_channels.max(1),
+        mode: Mode::Sample,
+        factor: 1,
+        batch: 1,
+        pub_hwm: *o.pub_hwm.first().unwrap_or(&100_000),
+        pinned: false,
+        contend: false,
+        seconds: secs,
+        block,
+        block_samples,
+    };
+    let date = cmd_out("date", &["-u", "+%Y%m%d-%H%M%S"], Path::new(".")).unwrap_or_default();
+    let dir = o.out.join("soak").join(format!("soak-{date}"));
+    if let Err(e) = fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let path = o.out.join("soak").join(format!("soak-{date}.csv"));
+    let file = fs::File::create(&path).expect("create soak csv");
+    let mut log = SoakLog {
+        file,
+        every: Duration::from_secs(10),
+        header_written: false,
+    };
+    let r = run_scenario(ctx, &sc, "soak", &dir, Some(&mut log));
+    eprintln!();
+    let mut m = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-matrix.csv")));
+    m.write(&matrix_row(ctx, &r, None));
+    let mut x = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-extra.csv")));
+    x.write(&extra_row(ctx, &r));
+    println!(
+        "soak {secs} s at {} ch: delivered {} ({} of {}), kernel drops {}, e2e p50 {} p99 {} max {} ms, \
+         bridge CPU {} %, RSS {} MB{} -> {}",
+        sc.channels,
+        f3(r.frac(r.rows_delivered)),
+        r.rows_delivered,
+        r.rows_expected,
+        r.rep.kernel_drops,
+        f3(r.e2e[0]),
+        f3(r.e2e[2]),
+        f3(r.e2e[4]),
+        f1(r.cpu_pct),
+        f1(r.rss_mb),
+        if r.error.is_empty() { String::new() } else { format!(", error: {}", r.error) },
+        path.display()
+    );
+    if r.error.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn main() -> ExitCode {
     let mut o = Opt::parse();
+    if let Some(csv) = &o.fit {
+        let out = csv.with_file_name("scaling.txt");
+        return match write_scaling(csv, &out) {
+            Ok(rep) => {
+                print!("{rep}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if o.quick {
         o.channels = vec![16, 256];
-        o.factors = vec![1];
-        o.seconds = 2.0;
-        o.baseline_seconds = 1.0;
+        o.variants_at = vec![];
         o.faithful_at = vec![];
+        o.pinned_at = vec![];
+        o.seconds = 2.0;
+        o.baseline_seconds = 2.0;
+        o.repeat = 1;
     }
     let (block, block_samples) = match parse_block(&o.block) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     let mut modes = Vec::new();
@@ -1223,13 +1533,17 @@ fn main() -> std::process::ExitCode {
             "batch" => modes.push(Mode::Batch),
             m => {
                 eprintln!("error: unknown mode {m} (sample, batch)");
-                return std::process::ExitCode::from(2);
+                return ExitCode::from(2);
             }
         }
     }
-    if o.channels.contains(&0) || o.factors.contains(&0) || o.batch == 0 {
-        eprintln!("error: channels, factors and --batch must be > 0");
-        return std::process::ExitCode::from(2);
+    if o.channels.contains(&0) || o.factors.contains(&0) || o.batch == 0 || o.repeat == 0 {
+        eprintln!("error: channels, factors, --batch and --repeat must be > 0");
+        return ExitCode::from(2);
+    }
+    if !(o.seconds.is_finite() && o.seconds >= 1.0) {
+        eprintln!("error: --seconds must be at least 1");
+        return ExitCode::from(2);
     }
     let bridge = o.bridge.clone().unwrap_or_else(|| {
         std::env::current_exe()
@@ -1239,104 +1553,50 @@ fn main() -> std::process::ExitCode {
     });
     if !bridge.exists() {
         eprintln!(
-            "error: bridge binary {} not found (build with --bins)",
+            "error: bridge binary {} not found (cargo build --release -p openephys-zmq2osc)",
             bridge.display()
         );
-        return std::process::ExitCode::from(2);
+        return ExitCode::from(2);
     }
-    fs::create_dir_all(&o.out).expect("create --out");
-    let tmp = std::env::temp_dir().join(format!("zmq2osc-stress-{}", std::process::id()));
-    fs::create_dir_all(&tmp).expect("create temp dir");
+    if let Err(e) = fs::create_dir_all(&o.out) {
+        eprintln!("error: cannot create {}: {e}", o.out.display());
+        return ExitCode::from(2);
+    }
     let ctx = Ctx {
         bridge,
-        out: o.out.clone(),
-        tmp,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        commit: o.commit.clone().unwrap_or_else(|| {
-            cmd_out(
-                "git",
-                &["rev-parse", "--short", "HEAD"],
-                Path::new(env!("CARGO_MANIFEST_DIR")),
-            )
-        }),
+        commit: o.commit.clone().unwrap_or_else(head_commit),
         tck: clk_tck(),
         latency_skip_blocks: o.latency_skip_blocks,
     };
-    let date = cmd_out("date", &["+%Y%m%d-%H%M%S"], Path::new("."));
-
-    if let Some(secs) = o.soak {
-        let sc = Scenario {
-            channels: o.soak_channels.max(1),
-            mode: Mode::Sample,
-            factor: 1,
-            batch: 1,
-            pub_hwm: *o.pub_hwm.first().unwrap_or(&100_000),
-            seconds: secs,
-            block,
-            block_samples,
-        };
-        let path = o.out.join(format!("soak-{date}.csv"));
-        let mut file = fs::File::create(&path).expect("create soak csv");
-        let _ = writeln!(
-            file,
-            "t_s,bridge_rss_mb,bridge_fds,bridge_threads,bridge_cpu_pct,rows_sent,rows_delivered,\
-             sink_lost_rows,kernel_drops,torn_or_bad,e2e_p50_ms,e2e_p99_ms,e2e_p999_ms,e2e_max_ms"
-        );
-        let mut log = SoakLog {
-            file,
-            every: Duration::from_secs(10),
-        };
-        let progress = Progress {
-            start: Instant::now(),
-            total: 1,
-            est: vec![secs + BRIDGE_EXTRA_S + 2.0],
-        };
-        let r = run_scenario(&ctx, &sc, &progress, 0, Some(&mut log));
-        eprintln!();
-        let line = matrix_row(&ctx, &r, "soak-");
-        append_line(&o.out.join("matrix.csv"), MATRIX_HEADER, &line);
-        append_line(
-            &o.out.join("bridge-extra.csv"),
-            EXTRA_HEADER,
-            &format!("soak-{}", r.extra),
-        );
-        println!(
-            "soak {} s at {} ch: delivered {:.6} ({} of {}), lost {}, kernel drops {}, e2e p50 {} p99 {} max {} ms, bridge CPU {:.1} %, RSS {:.1} MB -> {}",
-            secs,
-            sc.channels,
-            r.delivered,
-            r.rows_delivered,
-            r.rows_expected,
-            r.lost,
-            r.kernel_drops,
-            f3(r.e2e[0]),
-            f3(r.e2e[2]),
-            f3(r.e2e[4]),
-            r.cpu_pct,
-            r.rss_mb,
-            path.display()
-        );
-        let _ = fs::remove_dir_all(&ctx.tmp);
-        return std::process::ExitCode::SUCCESS;
+    if o.soak.is_some() {
+        return run_soak(&ctx, &o, block, block_samples);
     }
 
-    // Build the matrix.
+    // The scenarios.
+    let mk = |channels, mode, factor, pub_hwm, pinned, contend| Scenario {
+        channels,
+        mode,
+        factor,
+        batch: if mode == Mode::Batch { o.batch } else { 1 },
+        pub_hwm,
+        pinned,
+        contend,
+        seconds: o.seconds,
+        block: block.clone(),
+        block_samples,
+    };
     let mut scenarios = Vec::new();
     let mut skipped = Vec::new();
     for &ch in &o.channels {
         for &mode in &modes {
             for &f in &o.factors {
+                let full = mode == Mode::Sample && f == 1;
+                if !full && !o.variants_at.contains(&ch) {
+                    continue;
+                }
                 for &hwm in &o.pub_hwm {
-                    let sc = Scenario {
-                        channels: ch,
-                        mode,
-                        factor: f,
-                        batch: if mode == Mode::Batch { o.batch } else { 1 },
-                        pub_hwm: hwm,
-                        seconds: o.seconds,
-                        block: block.clone(),
-                        block_samples,
-                    };
+                    let sc = mk(ch, mode, f, hwm, false, false);
                     if mode == Mode::Batch && batch_bytes(ch as usize, o.batch as usize) > UDP_MAX {
                         skipped.push(format!(
                             "{}: a batch of {} rows x {ch} ch is {} B > {UDP_MAX} B (one UDP datagram); the bridge refuses it by design",
@@ -1348,176 +1608,503 @@ fn main() -> std::process::ExitCode {
                     }
                     scenarios.push(sc);
                 }
-                if mode == Mode::Sample
-                    && f == 1
-                    && o.faithful_at.contains(&ch)
-                    && !o.pub_hwm.contains(&1000)
-                {
-                    scenarios.push(Scenario {
-                        channels: ch,
-                        mode,
-                        factor: 1,
-                        batch: 1,
-                        pub_hwm: 1000,
-                        seconds: o.seconds,
-                        block: block.clone(),
-                        block_samples,
-                    });
-                }
             }
+        }
+        let hwm = *o.pub_hwm.first().unwrap_or(&100_000);
+        if o.faithful_at.contains(&ch) && !o.pub_hwm.contains(&1000) {
+            scenarios.push(mk(ch, Mode::Sample, 1, 1000, false, false));
+        }
+        if o.pinned_at.contains(&ch) {
+            scenarios.push(mk(ch, Mode::Sample, 1, hwm, true, false));
+        }
+        if o.contend && o.contend_at.contains(&ch) {
+            scenarios.push(mk(ch, Mode::Sample, 1, hwm, false, true));
         }
     }
     for s in &skipped {
         eprintln!("skipped {s}");
     }
-    let mut baseline_channels: Vec<u32> = o.channels.clone();
+    let mut baseline_channels: Vec<u32> = scenarios
+        .iter()
+        .filter(|s| s.full_rate())
+        .map(|s| s.channels)
+        .collect();
     baseline_channels.sort_unstable();
     baseline_channels.dedup();
     if o.baseline_seconds <= 0.0 {
         baseline_channels.clear();
     }
-    let mut est: Vec<f64> = scenarios
-        .iter()
-        .map(|s| s.seconds + BRIDGE_EXTRA_S + 1.0)
-        .collect();
-    est.extend(baseline_channels.iter().map(|_| o.baseline_seconds + 0.7));
-    let progress = Progress {
-        start: Instant::now(),
-        total: est.len(),
-        est,
-    };
-
-    let matrix = o.out.join("matrix.csv");
-    let mut results = Vec::new();
-    for (i, sc) in scenarios.iter().enumerate() {
-        let r = run_scenario(&ctx, sc, &progress, i, None);
-        append_line(&matrix, MATRIX_HEADER, &matrix_row(&ctx, &r, ""));
-        append_line(&o.out.join("bridge-extra.csv"), EXTRA_HEADER, &r.extra);
-        eprintln!(
-            "\r\x1b[2K[{}/{}] {}: delivered {:.4}  e2e p50 {} p99 {} ms  CPU {:.1} % (zmq_rx {:.1}, osc_tx {:.1})  upstream missing {}  kernel drops {}",
-            i + 1,
-            progress.total,
-            sc.label(),
-            r.delivered,
-            f3(r.e2e[0]),
-            f3(r.e2e[2]),
-            r.cpu_pct,
-            r.rx_cpu_pct,
-            r.tx_cpu_pct,
-            r.bridge.upstream_missing_msgs,
-            r.kernel_drops
-        );
-        results.push(r);
-    }
-
-    let mut baselines = Vec::new();
-    for (k, &ch) in baseline_channels.iter().enumerate() {
-        let step = scenarios.len() + k;
-        progress.line(
-            step,
-            &format!("baseline {ch}ch raw UDP"),
-            0.0,
-            o.baseline_seconds,
-        );
-        let b = run_baseline(ch, block_samples, o.baseline_seconds);
-        append_line(
-            &o.out.join("baseline.csv"),
-            BASELINE_HEADER,
-            &format!(
-                "{},{},{},{:.1},{},{:.2},{:.3},{:.6},{},{}",
-                b.channels,
-                b.bytes,
-                b.block,
-                b.dgrams_per_s,
-                b.seconds,
-                b.cpu_pct,
-                b.per_syscall,
-                b.delivered,
-                b.kernel_drops,
-                b.backend
-            ),
-        );
-        eprintln!(
-            "\r\x1b[2K[{}/{}] baseline {ch}ch: {} B x {:.0}/s  CPU {:.2} %  delivered {:.4}",
-            step + 1,
-            progress.total,
-            b.bytes,
-            b.dgrams_per_s,
-            b.cpu_pct,
-            b.delivered
-        );
-        baselines.push(b);
-    }
-
-    // Plots (this invocation's rows).
-    let lat_rows: Vec<&RunResult> = results
-        .iter()
-        .filter(|r| r.sc.mode == Mode::Sample && r.sc.factor == 1 && r.sc.pub_hwm != 1000)
-        .collect();
-    if let Err(e) = plot_latency(&o.out.join("latency.svg"), &lat_rows) {
-        eprintln!("latency.svg not written: {e}");
-    }
-    if let Err(e) = plot_delivered(&o.out.join("delivered.svg"), &results) {
-        eprintln!("delivered.svg not written: {e}");
-    }
-
-    // Summary.
-    println!(
-        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}",
-        "scenario",
-        "delivered",
-        "e2e p50",
-        "e2e p99",
-        "br p99",
-        "CPU %",
-        "RSS MB",
-        "upstream",
-        "dg/sys"
+    let per_repeat: f64 = scenarios.iter().map(|s| s.seconds + 2.5).sum::<f64>()
+        + baseline_channels.len() as f64 * (2.0 * o.baseline_seconds + 1.0);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    eprintln!(
+        "stress: commit {}, {} scenarios + {} baseline channel counts, {} repeat(s), about {} in all",
+        ctx.commit,
+        scenarios.len(),
+        baseline_channels.len(),
+        o.repeat,
+        fmt_dur(per_repeat * f64::from(o.repeat))
     );
-    for r in &results {
-        println!(
-            "{:<34} {:>9.4} {:>9} {:>9} {:>9} {:>8.1} {:>8.1} {:>9} {:>8}",
-            r.sc.name(),
-            r.delivered,
-            f3(r.e2e[0]),
-            f3(r.e2e[2]),
-            f3(r.bridge.bridge_added.map_or(f64::NAN, |b| b[3])),
-            r.cpu_pct,
-            r.rss_mb,
-            r.bridge.upstream_missing_msgs,
-            f3(r.dgrams_per_syscall)
-        );
-    }
-    if !baselines.is_empty() {
-        println!(
-            "\nbridge CPU (sample F=1) vs raw UDP baseline CPU (same datagrams, same pacing, GSO):"
-        );
-        for b in &baselines {
-            let bridge = results.iter().find(|r| {
-                r.sc.channels == b.channels
-                    && r.sc.mode == Mode::Sample
-                    && r.sc.factor == 1
-                    && r.sc.pub_hwm != 1000
-            });
-            match bridge {
-                Some(r) => println!(
-                    "  {:>5} ch: whole bridge {:6.1} % (zmq_rx {:5.1} %, osc_tx {:5.1} %)  baseline {:5.2} %  \
-                     encode+send (osc_tx) / baseline {:4.2}x  whole bridge / baseline {:4.1}x",
-                    b.channels,
-                    r.cpu_pct,
-                    r.rx_cpu_pct,
-                    r.tx_cpu_pct,
-                    b.cpu_pct,
-                    r.tx_cpu_pct / b.cpu_pct,
-                    r.cpu_pct / b.cpu_pct
-                ),
-                None => println!("  {:>5} ch: baseline {:5.2} %", b.channels, b.cpu_pct),
+
+    let t0 = Instant::now();
+    let mut matrix = CsvOut::create(o.out.join("matrix.csv"));
+    let mut extra = CsvOut::create(o.out.join("bridge-extra.csv"));
+    let mut base_csv = CsvOut::create(o.out.join("baseline.csv"));
+    let raw = o.out.join("raw");
+    let _ = fs::remove_dir_all(&raw);
+    // rows[scenario][repeat], base_rows[channel index][repeat]
+    let mut rows: Vec<Vec<Row>> = vec![Vec::new(); scenarios.len()];
+    let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); scenarios.len()];
+    let mut base_rows: Vec<Vec<Row>> = vec![Vec::new(); baseline_channels.len()];
+    let hwm = *o.pub_hwm.first().unwrap_or(&100_000);
+    for k in 1..=o.repeat {
+        let run = k.to_string();
+        // Baselines of this repeat, per channel count: (drain CPU, raw UDP CPU).
+        let mut base: Vec<(u32, (f64, f64))> = Vec::new();
+        for (bi, &ch) in baseline_channels.iter().enumerate() {
+            eprint!(
+                "\r\x1b[2K[run {k}/{}] baselines {ch} ch  elapsed {}",
+                o.repeat,
+                fmt_dur(t0.elapsed().as_secs_f64())
+            );
+            let d = run_drain(ch, &block, o.baseline_seconds, hwm);
+            let u = run_udp_baseline(ch, block_samples, o.baseline_seconds);
+            let row = baseline_row(&ctx, ch, &run, o.baseline_seconds, &d, &u);
+            if let Err(e) = &d {
+                eprintln!("\ndrain {ch} ch run {run}: {e}");
             }
+            base.push((
+                ch,
+                (row.num("drain_cpu_pct").unwrap_or(f64::NAN), u.cpu_pct),
+            ));
+            base_csv.write(&row);
+            base_rows[bi].push(row);
+        }
+        for (i, sc) in scenarios.iter().enumerate() {
+            let dir = raw.join(sc.name()).join(format!("r{k}"));
+            let r = run_scenario(&ctx, sc, &run, &dir, None);
+            let b = base.iter().find(|b| b.0 == sc.channels).map(|b| b.1);
+            let row = matrix_row(&ctx, &r, b);
+            matrix.write(&row);
+            extra.write(&extra_row(&ctx, &r));
+            eprintln!(
+                "\r\x1b[2K[run {k}/{}] {}: delivered {}  e2e p50 {} p99 {} ms  CPU {} % (zmq_rx {}, osc_tx {}), ratio {}{}  elapsed {}",
+                o.repeat,
+                sc.name(),
+                f3(r.frac(r.rows_delivered)),
+                f3(r.e2e[0]),
+                f3(r.e2e[2]),
+                f1(r.cpu_pct),
+                f1(r.rx_cpu_pct),
+                f1(r.tx_cpu_pct),
+                row.num("cpu_ratio").map_or("-".into(), f3),
+                if r.error.is_empty() { String::new() } else { format!("  ERROR {}", r.error) },
+                fmt_dur(t0.elapsed().as_secs_f64())
+            );
+            rows[i].push(row);
+            results[i].push(r);
         }
     }
-    for s in &skipped {
-        println!("skipped {s}");
+
+    // Median rows.
+    let mut medians = Vec::new();
+    for r in &rows {
+        if let Some(m) = table::median_row(r, "run", "median") {
+            if o.repeat > 1 {
+                matrix.write(&m);
+            }
+            medians.push(m);
+        }
     }
-    let _ = fs::remove_dir_all(&ctx.tmp);
-    std::process::ExitCode::SUCCESS
+    let mut median_csv = CsvOut::create(o.out.join("matrix-median.csv"));
+    for m in &medians {
+        median_csv.write(m);
+    }
+    let mut base_medians = Vec::new();
+    for r in &base_rows {
+        if let Some(m) = table::median_row(r, "run", "median") {
+            if o.repeat > 1 {
+                base_csv.write(&m);
+            }
+            base_medians.push(m);
+        }
+    }
+
+    // Plots and the scaling fit, from the median rows.
+    let lat: Vec<(f64, [f64; 4])> = medians
+        .iter()
+        .zip(&scenarios)
+        .filter(|(_, s)| s.full_rate() && s.pub_hwm != 1000 && !s.pinned && !s.contend)
+        .map(|(m, s)| {
+            let v = |c: &str| m.num(c).unwrap_or(f64::NAN);
+            (
+                f64::from(s.channels),
+                [
+                    v(E2E_COLS[0]),
+                    v(E2E_COLS[1]),
+                    v(E2E_COLS[2]),
+                    v(E2E_COLS[3]),
+                ],
+            )
+        })
+        .collect();
+    if let Err(e) = plot::plot_latency(&o.out.join("latency.svg"), &lat) {
+        eprintln!("latency.svg not written: {e}");
+    }
+    let mut groups: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (m, s) in medians.iter().zip(&scenarios) {
+        let mut key = format!("{} F={}", s.mode.as_str(), s.factor);
+        if s.pub_hwm == 1000 {
+            key.push_str(" (PUB HWM 1000, faithful)");
+        }
+        if s.pinned {
+            key.push_str(" pinned");
+        }
+        if s.contend {
+            key.push_str(" contended");
+        }
+        let p = (
+            f64::from(s.channels),
+            m.num("delivered").unwrap_or(f64::NAN),
+        );
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(p),
+            None => groups.push((key, vec![p])),
+        }
+    }
+    if let Err(e) = plot::plot_delivered(&o.out.join("delivered.svg"), &groups) {
+        eprintln!("delivered.svg not written: {e}");
+    }
+    let scaling = match write_scaling(&o.out.join("matrix-median.csv"), &o.out.join("scaling.txt"))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scaling.txt not written: {e}");
+            format!("(no fit: {e})\n")
+        }
+    };
+
+    // Summary (also written as summary.md for the README).
+    let mut md = String::new();
+    let date = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"], Path::new(".")).unwrap_or_default();
+    let uname = cmd_out("uname", &["-r"], Path::new(".")).unwrap_or_default();
+    let ncpu = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        md,
+        "# Results of commit {}\n\n{date}, {ncpu} CPUs, kernel {uname}, {} repeat(s) of {} s per row, \
+         baselines {} s. Command:\n\n```sh\n{command}\n```\n",
+        ctx.commit, o.repeat, o.seconds, o.baseline_seconds
+    );
+    let _ = writeln!(
+        md,
+        "## Medians (of {} runs)\n\n| scenario | delivered | clean | e2e p50 / p99 ms | bridge_added p99 ms | bridge CPU % | zmq_rx % | osc_tx % | drain + UDP % | ratio | RSS MB | errors |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        o.repeat
+    );
+    for (m, res) in medians.iter().zip(&results) {
+        let v = |c: &str| m.num(c).unwrap_or(f64::NAN);
+        let errs = res.iter().filter(|r| !r.error.is_empty()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.get("scenario").map_or(String::new(), |c| match c {
+                Cell::Text(t) => t.clone(),
+                _ => String::new(),
+            }),
+            f3(v("delivered")),
+            f3(v("clean")),
+            f3(v("e2e_p50_ms")),
+            f3(v("e2e_p99_ms")),
+            f3(v("bridge_p99_ms")),
+            f1(v("bridge_cpu_pct")),
+            f1(v("zmq_rx_cpu_pct")),
+            f1(v("osc_tx_cpu_pct")),
+            f1(v("drain_cpu_pct") + v("udp_baseline_cpu_pct")),
+            f3(v("cpu_ratio")),
+            f1(v("bridge_rss_mb")),
+            if errs == 0 {
+                "0".to_string()
+            } else {
+                format!("{errs} of {}", res.len())
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Baselines (medians)\n\n| channels | drain thread % | drain libzmq I/O % | drain total % | raw UDP % | UDP dgrams/syscall |\n|---:|---:|---:|---:|---:|---:|"
+    );
+    for m in &base_medians {
+        let v = |c: &str| m.num(c).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            v("channels"),
+            f1(v("drain_thread_cpu_pct")),
+            f1(v("drain_zmq_io_cpu_pct")),
+            f1(v("drain_cpu_pct")),
+            f1(v("udp_cpu_pct")),
+            f1(v("udp_datagrams_per_syscall"))
+        );
+    }
+    let _ = writeln!(md, "\n## Scaling\n\n```\n{}```", scaling);
+    for s in &skipped {
+        let _ = writeln!(md, "\nskipped {s}");
+    }
+    let _ = fs::write(o.out.join("summary.md"), &md);
+    println!("{md}");
+    let failed: usize = results
+        .iter()
+        .flatten()
+        .filter(|r| !r.error.is_empty())
+        .count();
+    eprintln!(
+        "done in {}: {} run(s), {failed} with errors (see the `error` column)",
+        fmt_dur(t0.elapsed().as_secs_f64()),
+        results.iter().map(Vec::len).sum::<usize>()
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(mode: Mode, factor: u32, pinned: bool) -> Scenario {
+        Scenario {
+            channels: 256,
+            mode,
+            factor,
+            batch: if mode == Mode::Batch { 10 } else { 1 },
+            pub_hwm: 100_000,
+            pinned,
+            contend: false,
+            seconds: 5.0,
+            block: BlockSize::Gui,
+            block_samples: 696,
+        }
+    }
+
+    fn result(s: Scenario) -> RunResult {
+        RunResult {
+            sc: s,
+            run: "1".into(),
+            exit: 0,
+            error: String::new(),
+            counters: Some(BridgeCounters {
+                sent: 150_000,
+                syscalls: 2_500,
+                upstream_missing_msgs: 3,
+                ..BridgeCounters::default()
+            }),
+            final_rss_mb: 50.0,
+            samples_published: 150_336,
+            rows_expected: 150_336,
+            rows_delivered: 149_640,
+            datagrams_per_s: 30_000.0,
+            rep: SinkReport::default(),
+            e2e: [1.0, 2.0, 3.0, 4.0, 5.0],
+            bridge_added: [0.5, 0.6, 0.7, 0.8, 0.9],
+            cpu_pct: 9.0,
+            rx_cpu_pct: 3.0,
+            tx_cpu_pct: 4.0,
+            rss_mb: 51.0,
+            fds: 28,
+            threads: 6,
+            window_s: 3.5,
+            sim_blocks: 216,
+            sim_data_msgs: 55_296,
+            sim_late_blocks: 0,
+            sim_max_late_ms: 0.1,
+            rcvbuf: 8 << 20,
+        }
+    }
+
+    fn ctx() -> Ctx {
+        Ctx {
+            bridge: PathBuf::from("b"),
+            version: "0.1.0".into(),
+            commit: "abc1234-dirty".into(),
+            tck: 100.0,
+            latency_skip_blocks: 2,
+        }
+    }
+
+    #[test]
+    fn matrix_columns() {
+        let r = result(sc(Mode::Sample, 1, true));
+        let row = matrix_row(&ctx(), &r, Some((2.0, 1.0)));
+        let header = row.header();
+        assert_eq!(
+            table::split_csv(&row.line()).len(),
+            table::split_csv(&header).len()
+        );
+        for c in [
+            "scenario",
+            "run",
+            "commit",
+            "pinned",
+            "contend",
+            "bridge_exit",
+            "error",
+            "rows_expected",
+            "delivered",
+            "zmq_rx_cpu_pct",
+            "osc_tx_cpu_pct",
+            "drain_cpu_pct",
+            "udp_baseline_cpu_pct",
+            "cpu_ratio",
+        ] {
+            assert!(header.split(',').any(|h| h == c), "missing column {c}");
+        }
+        assert_eq!(row.get("commit"), Some(&Cell::text("abc1234-dirty")));
+        assert_eq!(row.get("pinned"), Some(&Cell::text("yes")));
+        assert_eq!(
+            row.get("scenario"),
+            Some(&Cell::text("256ch-sample-F1-hwm100000-pin"))
+        );
+        // Every published row is expected: 696 missing rows are a loss, not excused.
+        assert_eq!(row.num("lost"), Some(696.0));
+        assert!((row.num("delivered").unwrap() - 149_640.0 / 150_336.0).abs() < 1e-6);
+        assert_eq!(row.num("cpu_ratio"), Some(3.0));
+        assert_eq!(row.num("datagrams_per_syscall"), Some(60.0));
+        assert_eq!(row.num("upstream_missing_msgs"), Some(3.0));
+        // The baselines send what sample F = 1 sends: no ratio for other rows.
+        let b = matrix_row(
+            &ctx(),
+            &result(sc(Mode::Batch, 30, false)),
+            Some((2.0, 1.0)),
+        );
+        assert_eq!(b.num("cpu_ratio"), None);
+        assert_eq!(b.num("drain_cpu_pct"), None);
+        assert_eq!(b.header(), header);
+        // A failed run: counters empty, not zero.
+        let mut f = result(sc(Mode::Sample, 1, false));
+        f.counters = None;
+        f.exit = 2;
+        f.error =
+            "the bridge exited at start-up with code 2; stderr: error: unexpected argument '--pin'"
+                .into();
+        let fr = matrix_row(&ctx(), &f, None);
+        assert_eq!(fr.num("upstream_missing_msgs"), None);
+        assert_eq!(fr.header(), header);
+        assert_eq!(
+            table::split_csv(&fr.line()).len(),
+            header.split(',').count()
+        );
+    }
+
+    #[test]
+    fn bridge_command_line() {
+        let a = bridge_args(
+            &sc(Mode::Sample, 1, true),
+            Path::new("c.json"),
+            Path::new("d"),
+            66.0,
+        );
+        assert!(a.contains(&"--pin".to_string()) && !a.contains(&"--no-pin".to_string()));
+        let i = a.iter().position(|x| x == "--stats-json").unwrap();
+        assert_eq!(a[i + 1], "d/stats.jsonl");
+        let i = a.iter().position(|x| x == "--stats-interval").unwrap();
+        assert!(
+            a[i + 1].parse::<f64>().unwrap() > 66.0,
+            "JSON stats must be on"
+        );
+        let a = bridge_args(
+            &sc(Mode::Sample, 1, false),
+            Path::new("c.json"),
+            Path::new("d"),
+            66.0,
+        );
+        assert!(a.contains(&"--no-pin".to_string()));
+        assert!(bridge_config(&sc(Mode::Sample, 1, true), 1, 2).contains("\"pin_threads\": true"));
+    }
+
+    /// A bridge that exits at start-up (here: a script rejecting its flags, as a bridge without
+    /// `--pin` does) ends the row at once with its exit code and stderr, no hang, no counters.
+    #[test]
+    fn bridge_failing_at_start_up_is_reported() {
+        let dir = std::env::temp_dir().join(format!("stress-startup-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("fake-bridge.sh");
+        fs::write(
+            &script,
+            "#!/bin/sh\necho \"error: unexpected argument '--pin' found\" >&2\nexit 2\n",
+        )
+        .unwrap();
+        let mut perm = fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&script, perm).unwrap();
+        let mut c = ctx();
+        c.bridge = script;
+        let mut s = sc(Mode::Sample, 1, true);
+        s.channels = 8;
+        let t0 = Instant::now();
+        let r = run_scenario(&c, &s, "1", &dir.join("run"), None);
+        assert!(
+            t0.elapsed() < SUBSCRIBE_TIMEOUT,
+            "waited for the subscribe timeout"
+        );
+        assert_eq!(r.exit, 2);
+        assert!(
+            r.error
+                .contains("the bridge exited at start-up with code 2")
+                && r.error.contains("unexpected argument '--pin'"),
+            "{}",
+            r.error
+        );
+        assert!(r.counters.is_none());
+        assert_eq!(r.rows_expected, 0);
+        let row = matrix_row(&c, &r, None);
+        assert_eq!(row.num("delivered"), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The drain receives every message of a short real stream on loopback and measures a CPU.
+    #[test]
+    fn drain_receives_the_whole_stream() {
+        let d = run_drain(8, &BlockSize::Fixed(300), 1.5, 100_000).unwrap();
+        assert_eq!(d.received, 1.0);
+        assert!(d.thread_cpu_pct.is_finite() && d.thread_cpu_pct >= 0.0);
+        assert!(d.io_cpu_pct.is_finite() && d.io_cpu_pct >= 0.0);
+        assert!(d.msgs_per_s > 0.0 && d.mb_per_s > 0.0);
+    }
+
+    #[test]
+    fn extra_and_baseline_columns() {
+        let r = result(sc(Mode::Sample, 1, false));
+        let e = extra_row(&ctx(), &r);
+        assert_eq!(
+            table::split_csv(&e.line()).len(),
+            e.header().split(',').count()
+        );
+        let u = UdpBaseline {
+            bytes: 1044,
+            dgrams_per_s: 30_000.0,
+            cpu_pct: 3.0,
+            per_syscall: 58.0,
+            delivered: 1.0,
+            kernel_drops: 0,
+            backend: "gso",
+        };
+        let d = Ok(Drain {
+            msgs_per_s: 11_000.0,
+            mb_per_s: 31.0,
+            thread_cpu_pct: 1.5,
+            io_cpu_pct: 2.5,
+            received: 1.0,
+        });
+        let b = baseline_row(&ctx(), 256, "1", 4.0, &d, &u);
+        assert_eq!(b.num("drain_cpu_pct"), Some(4.0));
+        assert_eq!(b.num("drain_plus_udp_cpu_pct"), Some(7.0));
+        let b2 = baseline_row(&ctx(), 256, "2", 4.0, &Err("x, y".into()), &u);
+        assert_eq!(b2.header(), b.header());
+        assert_eq!(b2.num("drain_cpu_pct"), None);
+        assert_eq!(
+            table::split_csv(&b2.line()).len(),
+            b.header().split(',').count()
+        );
+    }
 }
