@@ -360,8 +360,12 @@ pub(crate) fn run_receiver(
             }
         };
         let more = sub.get_rcvmore().unwrap_or(false);
+        // A header cut by the GUI's non-ASCII length bug is repaired in place (counted).
         let parsed = if hn <= hdr.len() {
-            protocol::parse_header(&hdr[..hn])
+            protocol::parse_header_mut(&mut hdr, hn).map(|(h, repaired)| {
+                asm.counters.headers_repaired += u64::from(repaired);
+                h
+            })
         } else {
             Err(Malformed::BadHeader)
         };

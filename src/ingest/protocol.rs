@@ -307,6 +307,106 @@ pub fn parse_header(frame: &[u8]) -> Result<Header<'_>, Malformed> {
     }
 }
 
+/// Where the GUI 1.0.x non-ASCII length bug cut a header, if that is the whole damage.
+///
+/// The plugin sizes frame 1 in *characters*, so a header with multi-byte UTF-8 characters
+/// (channel or stream names) arrives short by `bytes − characters`: the closing `}` is gone and
+/// sometimes the tail of the last member (`"timestamp": 17959092234`). Returns `Some(cut)` when
+/// `text[..cut]` followed by `}` is the header minus only that tail:
+///
+/// * the text is valid UTF-8, has multi-byte characters (excess = bytes − chars > 0) and does not
+///   end with `}` (an intact header does);
+/// * the cut lies in the last top-level member: when whitespace follows its value the member is
+///   whole and kept (only the brace is missing); otherwise the member is dropped back to the
+///   preceding top-level comma (a number cut mid-way is never trusted);
+/// * the fewest bytes that can be missing (`}`; `\n}` after a `\r`; `\r\n}` after a cut value)
+///   do not exceed the excess.
+///
+/// Whether the result is a usable header (every required key present, `content` whole) is then
+/// up to the normal parser; the payload length is checked by the assembler as always.
+pub fn truncated_header_cut(text: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(text).ok()?;
+    let excess = s.len() - s.chars().count();
+    let last = *s.trim_end().as_bytes().last()?;
+    if excess == 0 || last == b'}' || !s.starts_with('{') {
+        return None;
+    }
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    let mut last_comma = None;
+    let mut colon_after_comma = false;
+    let mut value_after_colon = false;
+    for (i, &b) in text.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+            }
+            b'{' | b'[' => {
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+                depth += 1;
+            }
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 1 => {
+                last_comma = Some(i);
+                colon_after_comma = false;
+                value_after_colon = false;
+            }
+            b':' if depth == 1 => colon_after_comma = true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => {
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+            }
+        }
+        if depth <= 0 {
+            // The object closed before the end: not a tail cut.
+            return None;
+        }
+    }
+    let ends_ws = matches!(text.last(), Some(b' ' | b'\t' | b'\r' | b'\n'));
+    let whole_member = depth == 1 && !in_str && ends_ws && colon_after_comma && value_after_colon;
+    let (cut, missing_min) = if whole_member {
+        let m = if text.ends_with(b"\n") { 1 } else { 2 };
+        (text.len(), m)
+    } else {
+        (last_comma?, 3)
+    };
+    (missing_min <= excess).then_some(cut)
+}
+
+/// Parses frame 1 held in `buf[..len]`, repairing a header cut by the GUI 1.0.x non-ASCII
+/// length bug (see [`truncated_header_cut`]) in place: the closing `}` is written into `buf`
+/// (which therefore needs one spare byte past the cut; the receiver's header buffer has it).
+/// Returns the header and whether it was repaired. Allocation-free like [`parse_header`].
+pub fn parse_header_mut(buf: &mut [u8], len: usize) -> Result<(Header<'_>, bool), Malformed> {
+    let mut end = len.min(buf.len());
+    while end > 0 && buf[end - 1] == 0 {
+        end -= 1;
+    }
+    match truncated_header_cut(&buf[..end]) {
+        Some(cut) if cut < buf.len() => {
+            buf[cut] = b'}';
+            parse_header(&buf[..cut + 1]).map(|h| (h, true))
+        }
+        _ => parse_header(&buf[..end]).map(|h| (h, false)),
+    }
+}
+
 /// A decoded TTL payload (§1.5): 10 bytes, little-endian word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ttl {
