@@ -160,14 +160,11 @@ impl AnyStats {
         }
         let rows = if msg.address.ends_with("/sample") {
             1
-        } else if let Some(k) = msg
-            .address
-            .rsplit_once("/batch/")
-            .and_then(|(_, k)| k.parse::<u64>().ok())
-        {
-            k
         } else {
-            0
+            msg.address
+                .rsplit_once("/batch/")
+                .and_then(|(_, k)| k.parse::<u64>().ok())
+                .unwrap_or_default()
         };
         if rows == 0 {
             return;
