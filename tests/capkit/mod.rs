@@ -199,7 +199,7 @@ pub fn decode(datagrams: &[Vec<u8>]) -> Vec<Msg> {
         .collect()
 }
 
-/// A `/data/sample` row: its floats and its sample number (the two trailing ints).
+/// A `/data/sample` row: its floats and its sample number (the two ints, hi/lo).
 pub fn row(args: &[rosc::OscType]) -> (Vec<f32>, i64) {
     let mut v = Vec::with_capacity(args.len());
     let mut ints = Vec::new();

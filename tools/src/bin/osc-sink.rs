@@ -25,7 +25,7 @@ struct Opt {
     mode: String,
     /// Any stream, no value check (same as --mode any): messages per address, rows
     /// (…/sample = 1, …/batch/<k> = k), rate, datagram sizes, gaps and reorders from the
-    /// sample-number arguments (output option "sample_number": two trailing ints), kernel drops
+    /// sample-number arguments (output option "sample_number": two ints, hi/lo), kernel drops
     /// and a histogram of inter-arrival times.
     #[arg(long)]
     any: bool,

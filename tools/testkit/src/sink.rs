@@ -79,7 +79,7 @@ pub enum Layout {
     Batch,
     /// Any stream: no value check. Counts messages per address, rows (`…/sample` = 1,
     /// `…/batch/<k>` = k), sizes, gaps and reorders from the sample-number arguments (two
-    /// trailing ints, hi/lo, when the output sends them) and inter-arrival times; see
+    /// ints, hi/lo, when the output sends them) and inter-arrival times; see
     /// [`AnyStats`].
     Any,
 }
@@ -112,7 +112,7 @@ pub struct AnyStats {
     pub max_bytes: usize,
     /// Largest argument count.
     pub max_args: usize,
-    /// Row messages that carried a sample number (two trailing ints).
+    /// Row messages that carried a sample number (two ints, hi/lo, before the floats).
     pub numbered: u64,
     /// Forward jumps in the sample numbers (rows missing before this one).
     pub gaps: u64,
@@ -170,19 +170,30 @@ impl AnyStats {
             return;
         }
         self.rows += rows;
+        // The bridge puts the sample number (hi, lo) after its leading ints (none for
+        // `/sample`, N for `/batch/<k>`), before the floats; trailing `ii` is accepted too.
         let tags = msg.type_tags;
-        if tags.len() < 2 || !tags.ends_with(b"ii") {
-            return;
-        }
+        let lead = tags.iter().take_while(|&&t| t == b'i').count();
+        let need = if msg.address.ends_with("/sample") {
+            2
+        } else {
+            3
+        };
         let ints: Vec<i32> = msg
             .args()
-            .skip(tags.len() - 2)
             .filter_map(|a| match a {
                 OscArg::Int(i) => Some(i),
                 _ => None,
             })
             .collect();
-        let [hi, lo] = ints[..] else { return };
+        let pair = if lead >= need && lead < tags.len() {
+            Some((ints[lead - 2], ints[lead - 1]))
+        } else if lead < tags.len() && tags.ends_with(b"ii") && ints.len() >= 2 {
+            Some((ints[ints.len() - 2], ints[ints.len() - 1]))
+        } else {
+            None
+        };
+        let Some((hi, lo)) = pair else { return };
         let sample = (i64::from(hi) << 32) | i64::from(lo as u32);
         self.numbered += 1;
         if let Some(last) = self.last_sample {
@@ -2025,16 +2036,16 @@ mod tests {
     #[test]
     fn any_layout_counts_rows_gaps_reorders_and_arrivals() {
         fn msg(addr: &str, floats: usize, sample: Option<i64>) -> Vec<u8> {
-            let mut args = vec![rosc_free_f(floats)];
+            // Like the bridge: the sample number (hi, lo) before the floats.
+            let mut args = Vec::new();
+            let mut tags = String::from(",");
             if let Some(s) = sample {
                 args.push(((s >> 32) as i32).to_be_bytes().to_vec());
                 args.push((s as i32).to_be_bytes().to_vec());
-            }
-            let mut tags = String::from(",");
-            tags.push_str(&"f".repeat(floats));
-            if sample.is_some() {
                 tags.push_str("ii");
             }
+            args.push(rosc_free_f(floats));
+            tags.push_str(&"f".repeat(floats));
             let mut out = Vec::new();
             for t in [addr, tags.as_str()] {
                 out.extend_from_slice(t.as_bytes());
