@@ -578,4 +578,65 @@ mod tests {
             "a tiny rate would overflow block durations"
         );
     }
+
+    /// The header of spec §1.8 with a non-ASCII channel name, as the plugin sizes it: cut by
+    /// `bytes − characters`.
+    fn nonascii(name: &str) -> String {
+        SPEC_HEADER.replace("\"CH1\"", &format!("\"{name}\""))
+    }
+
+    fn repair(text: &[u8]) -> Result<(Header<'_>, bool), Malformed> {
+        // Leaked: the test wants the header to outlive the buffer.
+        let buf: &'static mut Vec<u8> = Box::leak(Box::new(text.to_vec()));
+        let len = buf.len();
+        buf.push(0);
+        parse_header_mut(buf, len)
+    }
+
+    #[test]
+    fn gui_length_bug_cuts_are_repaired() {
+        for name in ["Fp1-α", "Cz—ref", "通道3", "Ünïcødé7", "ch6 µV"] {
+            let full = nonascii(name);
+            let excess = full.len() - full.chars().count();
+            let cut = &full.as_bytes()[..full.chars().count()];
+            let (h, repaired) = repair(cut).unwrap();
+            assert!(repaired, "{name}");
+            let Header::Data(d) = h else { panic!() };
+            assert_eq!(d.channel_name.as_deref(), Some(name));
+            assert_eq!((d.num_samples, d.sample_num, d.channel_num), (4, 30720, 0));
+            // A timestamp cut mid-way is dropped, never misread; one cut only in its line end
+            // is kept.
+            let want_ts = if excess <= 2 {
+                Some(1753228800000)
+            } else {
+                None
+            };
+            assert_eq!(d.timestamp, want_ts, "{name}: excess {excess}");
+            assert_eq!(d.data_size, Some(16));
+        }
+    }
+
+    #[test]
+    fn other_damage_is_not_repaired() {
+        // ASCII only: a cut header is not this bug.
+        assert_eq!(
+            repair(&SPEC_HEADER.as_bytes()[..SPEC_HEADER.len() - 1]).err(),
+            Some(Malformed::BadHeader)
+        );
+        // Cut deeper than the excess allows (one 2-byte character, timestamp digits gone).
+        let full = nonascii("Fp1-α");
+        assert_eq!(
+            repair(&full.as_bytes()[..full.len() - 6]).err(),
+            Some(Malformed::BadHeader)
+        );
+        // Cut inside `content`: the fields the bridge needs are gone.
+        let at = full.find("\"num_samples\"").unwrap();
+        assert!(repair(&full.as_bytes()[..at]).is_err());
+        // An intact header is parsed as is.
+        let (_, repaired) = repair(full.as_bytes()).unwrap();
+        assert!(!repaired);
+        // Corruption inside, not a tail cut.
+        let bad = full.replacen("\"type\": \"data\"", "\"type\" \"data\"", 1);
+        assert!(repair(&bad.as_bytes()[..bad.chars().count()]).is_err());
+    }
 }
