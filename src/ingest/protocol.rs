@@ -325,10 +325,14 @@ pub fn parse_header(frame: &[u8]) -> Result<Header<'_>, Malformed> {
 /// Whether the result is a usable header (every required key present, `content` whole) is then
 /// up to the normal parser; the payload length is checked by the assembler as always.
 pub fn truncated_header_cut(text: &[u8]) -> Option<usize> {
+    // Cheap checks first: an intact header ends with `}` (the common case costs nothing more).
+    let last = *text.iter().rev().find(|b| !b.is_ascii_whitespace())?;
+    if last == b'}' || text.first() != Some(&b'{') {
+        return None;
+    }
     let s = std::str::from_utf8(text).ok()?;
     let excess = s.len() - s.chars().count();
-    let last = *s.trim_end().as_bytes().last()?;
-    if excess == 0 || last == b'}' || !s.starts_with('{') {
+    if excess == 0 {
         return None;
     }
     let (mut depth, mut in_str, mut esc) = (0i32, false, false);
