@@ -13,7 +13,9 @@
 //!   therefore looks like a new acquisition and a backward `sample_num` jump to the assembler,
 //!   which costs one extra close; amortised, it is noise).
 //!
-//! Group `parse_header` (one iteration = one message): `parse_header` alone on one header.
+//! Group `parse_header` (one iteration = one message): `parse_header` alone on one header;
+//! `parse_header_mut` on the same header, and on one with a non-ASCII channel name cut by the
+//! GUI's length bug (`Fp1-α`: the closing brace missing), repaired in place.
 //!
 //! Compare with limits.md §2: the bridge-side ZMQ receive cost is ~1–8 µs per message and the
 //! budget is 7 500 msg/s at 256 ch (1024-sample blocks) or ~11 000 msg/s with 696-sample blocks;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use zmq2osc::frame::Frame;
 use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
-use zmq2osc::ingest::protocol::{parse_header, DataHeader, Header};
+use zmq2osc::ingest::protocol::{parse_header, parse_header_mut, DataHeader, Header};
 
 const CHANNELS: usize = 256;
 const BLOCK: usize = 696;
@@ -199,6 +201,31 @@ fn bench_assemble(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("data_header", |b| {
         b.iter(|| parse_header(black_box(&hb)).is_ok())
+    });
+    let mut buf = hb.clone();
+    buf.push(0);
+    g.bench_function("data_header_mut", |b| {
+        b.iter(|| parse_header_mut(black_box(&mut buf), hb.len()).is_ok())
+    });
+    // The GUI's non-ASCII bug: sized in characters, one byte short (the closing brace).
+    let cut = juce_data_header(
+        12_345,
+        STREAM,
+        17,
+        Some("Fp1-α"),
+        BLOCK,
+        696_000,
+        RATE,
+        Some(1_700_000_000_000),
+    );
+    let n = cut.chars().count();
+    let mut cbuf = cut.into_bytes();
+    match parse_header_mut(&mut cbuf, n) {
+        Ok((Header::Data(h), true)) => assert_eq!(h.channel_name.as_deref(), Some("Fp1-α")),
+        other => panic!("unexpected repair: {other:?}"),
+    }
+    g.bench_function("nonascii_cut_repaired", |b| {
+        b.iter(|| parse_header_mut(black_box(&mut cbuf), n).is_ok())
     });
     g.finish();
 }

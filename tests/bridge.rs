@@ -26,11 +26,11 @@ fn sample_mode_full_rate_is_bit_exact_in_order() {
     for b in 0..10 {
         send_block(&mut publ, &ch, b * 16, 16);
     }
-    // Block 0 teaches the channel set (dropped, counted); blocks 1..9 = 144 rows.
-    let msgs = recv_until(&rx, |m| m.len() >= 144);
-    assert_eq!(msgs.len(), 144);
+    // Block 0 is held while blocks 0 and 1 teach the channel set, then sent: 160 rows.
+    let msgs = recv_until(&rx, |m| m.len() >= 160);
+    assert_eq!(msgs.len(), 160);
     for (i, (addr, args)) in msgs.iter().enumerate() {
-        let j = 16 + i as i64;
+        let j = i as i64;
         assert_eq!(addr, "/data/sample");
         assert_eq!(args.len(), 4);
         assert_eq!(
@@ -40,11 +40,11 @@ fn sample_mode_full_rate_is_bit_exact_in_order() {
     }
     let r = eng.shutdown();
     let get = |n: &str| r.rx.iter().find(|(k, _)| *k == n).unwrap().1;
-    assert_eq!(get("blocks_emitted"), 9);
-    assert_eq!(get("blocks_learning"), 1);
+    assert_eq!(get("blocks_emitted"), 10);
+    assert_eq!(get("blocks_learning"), 0);
     assert_eq!(get("malformed"), 0);
     assert!(!r.failed);
-    assert_eq!(r.latencies.get("bridge_added").unwrap().len(), 9);
+    assert_eq!(r.latencies.get("bridge_added").unwrap().len(), 10);
 }
 
 #[test]
@@ -63,7 +63,8 @@ fn batch_mode_average_matches_float32_math() {
     for b in 0..8 {
         send_block(&mut publ, &ch, 1000 + b * 10, 10);
     }
-    // Output starts at block 1 (j = 1010): rows are groups (1010..1012), (1013..1015), …
+    // Output starts at block 0 (j = 1000, held while the set is learned): rows are groups
+    // (1000..1002), (1003..1005), …
     let msgs = recv_until(&rx, |m| m.len() >= 5);
     assert_eq!(msgs.len(), 5);
     for (m, (addr, args)) in msgs.iter().enumerate() {
@@ -73,7 +74,7 @@ fn batch_mode_average_matches_float32_math() {
         let mut want = Vec::new();
         for &c in &ch {
             for r in 0..4 {
-                let j0 = 1010 + (m as i64 * 4 + r) * 3;
+                let j0 = 1000 + (m as i64 * 4 + r) * 3;
                 let sum = v(c, j0) + v(c, j0 + 1) + v(c, j0 + 2);
                 want.push(sum / 3.0f32);
             }
@@ -99,22 +100,19 @@ fn decimate_and_partial_batch_flushed_by_timer_and_at_stop() {
     for b in 0..3 {
         send_block(&mut publ, &[0], b * 8, 8);
     }
-    // Blocks 1 and 2 give 8 decimated rows; nothing fills the batch of 100, so the timer
+    // Blocks 0..2 give 12 decimated rows; nothing fills the batch of 100, so the timer
     // flushes a partial batch with its own k.
     let msgs = recv_until(&rx, |m| {
-        m.iter().map(|x| floats(&x.1).len()).sum::<usize>() >= 8
+        m.iter().map(|x| floats(&x.1).len()).sum::<usize>() >= 12
     });
     let rows: Vec<f32> = msgs.iter().flat_map(|m| floats(&m.1)).collect();
-    assert_eq!(
-        rows,
-        (0..8).map(|r| v(0, 8 + 2 * r + 1)).collect::<Vec<_>>()
-    );
+    assert_eq!(rows, (0..12).map(|r| v(0, 2 * r + 1)).collect::<Vec<_>>());
     assert!(msgs.iter().all(|m| m.0.starts_with("/data/batch/")));
     // One more block; once the bridge has it, stop at once: its partial batch (4 rows)
     // must go out at stop (or by the timer), never be stranded.
     send_block(&mut publ, &[0], 24, 8);
     let deadline = std::time::Instant::now() + WAIT;
-    while eng.shared().rx.by_name("blocks_emitted") < 3 && std::time::Instant::now() < deadline {
+    while eng.shared().rx.by_name("blocks_emitted") < 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
     let r = eng.shutdown();
@@ -144,9 +142,10 @@ fn sparse_channels_in_ascending_order() {
     for b in 0..4 {
         send_block(&mut publ, &ch, b * 4, 4);
     }
-    let msgs = recv_until(&rx, |m| m.len() >= 12);
-    assert_eq!(msgs.len(), 12);
-    assert_eq!(floats(&msgs[0].1), vec![v(0, 4), v(2, 4), v(5, 4)]);
+    let msgs = recv_until(&rx, |m| m.len() >= 16);
+    assert_eq!(msgs.len(), 16);
+    assert_eq!(floats(&msgs[0].1), vec![v(0, 0), v(2, 0), v(5, 0)]);
+    assert_eq!(floats(&msgs[4].1), vec![v(0, 4), v(2, 4), v(5, 4)]);
     eng.shutdown();
 }
 
@@ -169,7 +168,8 @@ fn channel_set_change_and_restart() {
     let msgs = recv_until(&rx, |m| m.iter().any(|x| x.1.len() == 3) && m.len() >= 6);
     assert!(msgs.iter().any(|m| m.1.len() == 4));
     let three: Vec<_> = msgs.iter().filter(|m| m.1.len() == 3).collect();
-    assert_eq!(floats(&three[0].1)[1], (v(2, 16) + v(2, 17)) / 2.0);
+    // The first block after the edit is held, then confirmed by the re-learned set.
+    assert_eq!(floats(&three[0].1)[1], (v(2, 12) + v(2, 13)) / 2.0);
     // New acquisition: message_num back to 1, sample_num continues (GUI 1.0.1) with an
     // odd offset so a group straddling the restart would be visible.
     publ.set_message_num(1);
@@ -192,7 +192,7 @@ fn channel_set_change_and_restart() {
     let get = |n: &str| r.rx.iter().find(|(k, _)| *k == n).unwrap().1;
     assert_eq!(get("restarts"), 1);
     assert!(get("channel_set_changes") >= 2);
-    assert_eq!(get("blocks_incomplete"), 1, "{:?}", r.rx);
+    assert_eq!(get("blocks_incomplete"), 0, "{:?}", r.rx);
 }
 
 #[test]
@@ -215,9 +215,9 @@ fn bad_input_is_counted_and_good_data_keeps_flowing() {
         .unwrap();
     send_block(&mut publ, &[0, 1], 4, 2);
     send_block(&mut publ, &[0, 1], 6, 2);
-    let msgs = recv_until(&rx, |m| m.len() >= 6);
+    let msgs = recv_until(&rx, |m| m.len() >= 8);
     let firsts: Vec<f32> = msgs.iter().map(|m| floats(&m.1)[0]).collect();
-    assert_eq!(firsts, vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    assert_eq!(firsts, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     let r = eng.shutdown();
     let get = |n: &str| r.rx.iter().find(|(k, _)| *k == n).unwrap().1;
     assert_eq!(get("too_few_frames"), 1);
@@ -346,10 +346,10 @@ fn portable_udp_path_carries_the_same_bytes() {
     for b in 0..3 {
         send_block(&mut publ, &[0, 3], b * 8, 8);
     }
-    let msgs = recv_until(&rx, |m| m.len() >= 16);
-    assert_eq!(msgs.len(), 16);
+    let msgs = recv_until(&rx, |m| m.len() >= 24);
+    assert_eq!(msgs.len(), 24);
     for (i, (addr, args)) in msgs.iter().enumerate() {
-        let j = 8 + i as i64;
+        let j = i as i64;
         assert_eq!(addr, "/data/sample");
         assert_eq!(floats(args), vec![v(0, j), v(3, j)]);
     }

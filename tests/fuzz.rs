@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zmq2osc::frame::Frame;
 use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
-use zmq2osc::ingest::protocol::{parse_header, parse_ttl, DataHeader};
+use zmq2osc::ingest::protocol::{parse_header, parse_header_mut, parse_ttl, DataHeader, Header};
 
 const MAX_CH: usize = 16;
 const MAX_NS: usize = 64;
@@ -229,17 +229,92 @@ proptest! {
             // Books: every frame is somewhere, every block started is accounted for once.
             let c = &asm.counters;
             let open = u64::from(asm.has_open_block());
+            let held = asm.held_blocks() as u64;
             prop_assert_eq!(
                 c.blocks_opened,
                 c.blocks_emitted + c.blocks_incomplete + c.blocks_incomplete_upstream
-                    + c.blocks_learning + c.blocks_no_frame + open
+                    + c.blocks_learning + c.blocks_no_frame + open + held
             );
+            prop_assert!(c.blocks_held_late <= c.blocks_emitted);
             check_and_recycle(&mut io, filled_ok)?;
-            prop_assert_eq!(io.free.len() + open as usize, POOL);
+            prop_assert_eq!(io.free.len() + (open + held) as usize, POOL);
         }
         asm.flush(&mut io);
         check_and_recycle(&mut io, filled_ok)?;
         prop_assert_eq!(io.free.len(), POOL);
         prop_assert!(!asm.has_open_block());
+        prop_assert_eq!(asm.held_blocks(), 0);
+    }
+
+    /// The GUI's non-ASCII length bug: a header sized in characters is cut by k bytes,
+    /// k = 1..=(UTF-8 bytes − characters), as long as `content` survives. It repairs to the same fields (a `data_size` or
+    /// `timestamp` cut mid-way is dropped, never misread).
+    #[test]
+    fn header_cut_by_the_utf8_excess_repairs_to_the_same_fields(
+        name in prop::collection::vec(prop_oneof![Just('α'), Just('—'), Just('通'), Just('µ'), Just('x'), Just('7'), Just('😀')], 1..24),
+        stream_uni in prop::bool::ANY,
+        ch in 0u32..1024,
+        ns in 1usize..4096,
+        sample_num in 0i64..i64::MAX / 2,
+        mn in 1i64..i32::MAX as i64,
+        ts in prop::option::of(0i64..i64::MAX / 2),
+        k_pick in any::<prop::sample::Index>(),
+    ) {
+        let name: String = name.into_iter().collect();
+        let stream = if stream_uni { "Rhythm Ω" } else { "example_data" };
+        let text = juce_data_header(mn, stream, ch, Some(&name), ns, sample_num, 30000.0, ts);
+        let excess = text.len() - text.chars().count();
+        prop_assume!(excess > 0);
+        // The bridge's fields all sit in `content`: a cut that reaches into it (an excess
+        // longer than the `data_size`/`timestamp` tail) leaves nothing to repair (the other
+        // property shows it stays malformed).
+        let content_end = text.find("\r\n  },").unwrap() + 5;
+        let k = 1 + k_pick.index(excess.min(text.len() - content_end - 1));
+        let mut buf = text.as_bytes()[..text.len() - k].to_vec();
+        let len = buf.len();
+        buf.resize(len + 16, 0);
+        let (h, repaired) = parse_header_mut(&mut buf, len).map_err(|e| TestCaseError::fail(format!("{e:?} k={k} {text:?}")))?;
+        prop_assert!(repaired);
+        let Header::Data(d) = h else { return Err(TestCaseError::fail("not data")) };
+        prop_assert_eq!(d.message_num, Some(mn));
+        prop_assert_eq!(&*d.stream, stream);
+        prop_assert_eq!(d.channel_num, i64::from(ch));
+        prop_assert_eq!(d.channel_name.as_deref(), Some(name.as_str()));
+        prop_assert_eq!(d.num_samples, ns as i64);
+        prop_assert_eq!(d.sample_num, sample_num);
+        prop_assert_eq!(d.sample_rate, 30000.0);
+        prop_assert!(d.data_size.is_none() || d.data_size == Some(ns as i64 * 4));
+        prop_assert!(d.timestamp.is_none() || d.timestamp == ts);
+    }
+
+    /// Every other damage stays malformed: a pure-ASCII header cut (no excess, so not this
+    /// bug), a non-ASCII header cut into its `content`, or cut further than its excess allows.
+    #[test]
+    fn other_header_damage_stays_malformed(
+        ascii in prop::bool::ANY,
+        cut in 1usize..400,
+        ns in 1usize..4096,
+    ) {
+        let name = if ascii { "CH12" } else { "Fp1-α" };
+        let text = juce_data_header(7, "example_data", 3, Some(name), ns, 30720, 30000.0, Some(1795909223436));
+        let excess = text.len() - text.chars().count();
+        let content_end = text.find("\r\n  },").unwrap() + 5;
+        let k = cut.min(text.len() - 1);
+        // Cuts this bug can make (within the excess and after the content object) may repair.
+        prop_assume!(ascii || k > excess || text.len() - k < content_end);
+        let mut buf = text.as_bytes()[..text.len() - k].to_vec();
+        let len = buf.len();
+        buf.resize(len + 16, 0);
+        let r = parse_header_mut(&mut buf, len);
+        if !ascii && k > excess && text.len() - k >= content_end {
+            // Beyond the excess: only a repair that the excess bound allows may succeed, and
+            // then it never invents a value (e.g. a timestamp cut mid-way is dropped).
+            if let Ok((Header::Data(d), _)) = &r {
+                prop_assert!(d.timestamp.is_none() || d.timestamp == Some(1795909223436));
+                prop_assert!(d.data_size.is_none() || d.data_size == Some(ns as i64 * 4));
+            }
+        } else {
+            prop_assert!(r.is_err(), "cut {} of {:?} parsed: {:?}", k, text, r);
+        }
     }
 }

@@ -67,15 +67,15 @@ fn two_outputs_each_with_its_own_format_and_channel_map() {
     for b in 0..4 {
         send_block(&mut publ, &[0, 1, 2, 3], b * 4, 4);
     }
-    // Blocks 1..3 (12 samples) reach both outputs.
-    let a = packets_until(&rx_a, |p| p.len() >= 12);
-    assert_eq!(a.len(), 12);
+    // Blocks 0..3 (16 samples; block 0 held while the set is learned) reach both outputs.
+    let a = packets_until(&rx_a, |p| p.len() >= 16);
+    assert_eq!(a.len(), 16);
     assert_eq!(msg(&a[0]).addr, "/data/sample");
     assert_eq!(
-        floats(&msg(&a[0]).args),
+        floats(&msg(&a[4]).args),
         vec![v(0, 4), v(1, 4), v(2, 4), v(3, 4)]
     );
-    // Output B: channels 3 then 1, F = 2, batches of 2 rows: 12 samples → 6 rows → 3 batches.
+    // Output B: channels 3 then 1, F = 2, batches of 2 rows: 16 samples → 8 rows → 4 batches.
     let b = packets_until(&rx_b, |p| p.len() >= 3);
     let m = msg(&b[0]);
     assert_eq!(m.addr, "/data/batch/2");
@@ -83,7 +83,7 @@ fn two_outputs_each_with_its_own_format_and_channel_map() {
     let avg = |c: u32, j: i64| (v(c, j) + v(c, j + 1)) / 2.0;
     assert_eq!(
         floats(&m.args),
-        vec![avg(3, 4), avg(3, 6), avg(1, 4), avg(1, 6)]
+        vec![avg(3, 0), avg(3, 2), avg(1, 0), avg(1, 2)]
     );
     let r = eng.shutdown();
     assert_eq!(r.tx.len(), 2);
@@ -119,9 +119,9 @@ fn per_channel_template_names_and_sparse_layout() {
     let b = packets_until(&rx_b, |p| !p.is_empty());
     let f = floats(&msg(&b[0]).args);
     assert_eq!(f.len(), 3, "sparse: argument index = channel number");
-    assert_eq!(f[0], v(0, 2));
+    assert_eq!(f[0], v(0, 0));
     assert!(f[1].is_nan());
-    assert_eq!(f[2], v(2, 2));
+    assert_eq!(f[2], v(2, 0));
     // The controller sees the same layout, without any lock on the hot threads.
     let l = eng
         .shared()
@@ -255,7 +255,8 @@ fn bundles_blobs_events_spikes_and_notices() {
     )
     .unwrap();
     send_block(&mut publ, &[0, 1], 4, 2);
-    let a = packets_until(&rx_a, |p| p.len() >= 6);
+    // Block 0 is held while the set is learned, then sent before block 1.
+    let a = packets_until(&rx_a, |p| p.len() >= 8);
     let mut seen = Vec::new();
     for pk in &a {
         let OscPacket::Bundle(OscBundle { timetag, content }) = pk else {
@@ -276,6 +277,8 @@ fn bundles_blobs_events_spikes_and_notices() {
             "/data/notice",
             "/data/sample",
             "/data/sample",
+            "/data/sample",
+            "/data/sample",
             "/data/ttl",
             "/data/spike",
             "/data/sample"
@@ -290,7 +293,7 @@ fn bundles_blobs_events_spikes_and_notices() {
         ]
     );
     assert_eq!(
-        seen[3].1,
+        seen[5].1,
         vec![
             OscType::Int(2),
             OscType::Int(1),
@@ -301,7 +304,7 @@ fn bundles_blobs_events_spikes_and_notices() {
         ]
     );
     assert_eq!(
-        &seen[4].1[..4],
+        &seen[6].1[..4],
         &[
             OscType::Int(7),
             OscType::Int(0),
@@ -309,7 +312,7 @@ fn bundles_blobs_events_spikes_and_notices() {
             OscType::String("Tetrode 1".into())
         ]
     );
-    assert_eq!(floats(&seen[4].1), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(floats(&seen[6].1), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     // Blob output: N, k, then one blob of big-endian floats, channel-major.
     let b = packets_until(&rx_b, |p| !p.is_empty());
     let m = msg(&b[0]);
@@ -322,7 +325,7 @@ fn bundles_blobs_events_spikes_and_notices() {
         .chunks(4)
         .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    assert_eq!(vals, vec![v(0, 2), v(0, 3), v(1, 2), v(1, 3)]);
+    assert_eq!(vals, vec![v(0, 0), v(0, 1), v(1, 0), v(1, 1)]);
     eng.shutdown();
 }
 

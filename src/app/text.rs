@@ -146,22 +146,24 @@ pub fn final_report(
     }
     let _ = writeln!(
         s,
-        "zmq        messages {}  data {}  ttl {}  spikes {}  malformed {}  upstream missing msgs {}  sample gaps {} ({} samples)",
+        "zmq        messages {}  data {}  ttl {}  spikes {}  malformed {}  headers repaired {}  upstream missing msgs {}  sample gaps {} ({} samples)",
         get(&r.rx, "messages"),
         get(&r.rx, "data_msgs"),
         get(&r.rx, "ttl_events"),
         get(&r.rx, "spikes"),
         get(&r.rx, "malformed"),
+        get(&r.rx, "headers_repaired"),
         get(&r.rx, "upstream_missing_msgs"),
         get(&r.rx, "upstream_sample_gaps"),
         get(&r.rx, "upstream_missing_samples"),
     );
     let _ = writeln!(
         s,
-        "blocks     emitted {} (filled {}, {} channel rows)  incomplete {}  incomplete(upstream loss) {}  while learning channels {}  no free frame {}  restarts {}  loops {}  late msgs {}  stream changes {}  channel-set changes {}",
+        "blocks     emitted {} (filled {}, {} channel rows; held while learning, sent late {})  incomplete {}  incomplete(upstream loss) {}  while learning channels {}  no free frame {}  restarts {}  loops {}  late msgs {}  stream changes {}  channel-set changes {}",
         get(&r.rx, "blocks_emitted"),
         get(&r.rx, "blocks_filled"),
         get(&r.rx, "rows_filled"),
+        get(&r.rx, "blocks_held_late"),
         get(&r.rx, "blocks_incomplete"),
         get(&r.rx, "blocks_incomplete_upstream"),
         get(&r.rx, "blocks_learning"),

@@ -80,6 +80,10 @@ pub(crate) fn publish_rx<'a>(
     r.late_msgs.set(c.late_msgs);
     r.blocks_filled.set(c.blocks_filled);
     r.rows_filled.set(c.rows_filled);
+    r.headers_repaired.set(c.headers_repaired);
+    r.headers_json.set(c.headers_json);
+    r.blocks_held_late.set(c.blocks_held_late);
+    r.blocks_hold_overflow.set(c.blocks_hold_overflow);
     for (o, block) in outputs.zip(per_output) {
         block.dropped_newest.set(o.dropped_newest);
         block.block_waits.set(o.block_waits);

@@ -5,7 +5,7 @@ use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
 use crate::frame::{EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, FrameIo, Reject};
-use crate::ingest::protocol::{self, Envelope, Header, Malformed};
+use crate::ingest::protocol::{self, Envelope, Header, HeaderPath, Malformed};
 use crate::net::RateLimitedLog;
 use crate::output::layout::{cut, NAME_CAP, STREAM_CAP};
 use crate::telemetry::latency::{span, Latencies, LatencyPublisher};
@@ -312,8 +312,21 @@ pub(crate) fn run_receiver(
             }
         };
         let more = sub.get_rcvmore().unwrap_or(false);
+        // The plugin's exact DATA layout is scanned; anything else takes the full JSON parse
+        // (counted), and a header cut by the GUI's non-ASCII length bug is repaired in place
+        // (counted).
         let parsed = if hn <= hdr.len() {
-            protocol::parse_header(&hdr[..hn])
+            protocol::parse_header_fast(&mut hdr, hn).map(|(h, path)| {
+                match path {
+                    HeaderPath::Scanned => {}
+                    HeaderPath::Parsed => asm.counters.headers_json += 1,
+                    HeaderPath::Repaired => {
+                        asm.counters.headers_json += 1;
+                        asm.counters.headers_repaired += 1;
+                    }
+                }
+                h
+            })
         } else {
             Err(Malformed::BadHeader)
         };

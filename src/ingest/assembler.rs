@@ -112,8 +112,21 @@ pub struct AsmCounters {
     pub blocks_incomplete: u64,
     /// Blocks dropped incomplete while `message_num` gaps show upstream loss.
     pub blocks_incomplete_upstream: u64,
-    /// Blocks dropped while the channel set was still being learned.
+    /// Blocks dropped while the channel set was still being learned (held blocks that the
+    /// learned set did not confirm, or that the hold could not keep; 0 on a clean start).
     pub blocks_learning: u64,
+    /// Blocks held while the channel set was (re-)learned and then emitted, late and in order,
+    /// once the set confirmed them (included in `blocks_emitted`).
+    pub blocks_held_late: u64,
+    /// Held blocks given up because the hold ([`HOLD_BLOCKS`]) or the frame pool was full
+    /// (each is also counted in `blocks_learning` or `blocks_incomplete`).
+    pub blocks_hold_overflow: u64,
+    /// Headers cut by the GUI's non-ASCII length bug and repaired (see
+    /// [`crate::ingest::protocol::truncated_header_cut`]); the caller counts them here.
+    pub headers_repaired: u64,
+    /// Headers read by the full JSON parse instead of the scanner (events, spikes, repairs,
+    /// any layout other than the plugin's exact DATA layout).
+    pub headers_json: u64,
     /// Blocks lost because no free frame was available.
     pub blocks_no_frame: u64,
     /// Messages for channels outside the current set after their block was emitted.
@@ -153,6 +166,24 @@ impl AsmCounters {
     pub fn malformed_total(&self) -> u64 {
         self.malformed.iter().sum()
     }
+}
+
+/// Most blocks held back while the channel set is (re-)learned. Learning needs two blocks that
+/// agree, so one held block is the normal case; a few more cover a selection edited twice in a
+/// row. The engine's pool has spare frames for them (see `engine`); when the pool runs dry the
+/// oldest held block is given up first (counted).
+pub const HOLD_BLOCKS: usize = 3;
+
+/// A closed block kept until the channel set decides whether it is complete.
+struct Held {
+    frame: Option<Arc<Frame>>,
+    key: i64,
+    num_samples: usize,
+    seen: ChannelSet,
+    last_ts: Option<i64>,
+    at: Instant,
+    /// Held while no set was known (dropped as `blocks_learning`, else `blocks_incomplete`).
+    learning: bool,
 }
 
 /// Converts a float slice to its bytes (always aligned, since f32 alignment ≥ u8's).
@@ -195,10 +226,15 @@ pub struct Assembler {
     last_vals: Vec<f32>,
     /// Closing because the bridge stops (no fill).
     stopping: bool,
+    /// Closing because the open block's deadline passed.
+    timed_out: bool,
     last_emitted_end: Option<i64>,
     pending: Discontinuity,
     seq: u64,
     last_activity: Option<Instant>,
+    /// Blocks held back (oldest first), `held_len` of them in use.
+    held: Vec<Held>,
+    held_len: usize,
     /// Counters (read them, publish them; the assembler only adds).
     pub counters: AsmCounters,
 }
@@ -234,10 +270,23 @@ impl Assembler {
             closed_key: None,
             last_vals: vec![f32::NAN; n],
             stopping: false,
+            timed_out: false,
             last_emitted_end: None,
             pending: Discontinuity::default(),
             seq: 0,
             last_activity: None,
+            held: (0..HOLD_BLOCKS)
+                .map(|_| Held {
+                    frame: None,
+                    key: 0,
+                    num_samples: 0,
+                    seen: ChannelSet::with_capacity(n),
+                    last_ts: None,
+                    at: Instant::now(),
+                    learning: false,
+                })
+                .collect(),
+            held_len: 0,
             counters: AsmCounters::default(),
             cfg,
         }
@@ -246,6 +295,11 @@ impl Assembler {
     /// The current (learned) channel set; empty while learning.
     pub fn channel_set(&self) -> &[u32] {
         self.set.as_slice()
+    }
+    /// Blocks currently held back while the channel set is (re-)learned (each counted in
+    /// `blocks_opened`, not yet ended; their frames are out of the pool).
+    pub fn held_blocks(&self) -> usize {
+        self.held_len
     }
     /// Current stream name and sample rate, once data was seen.
     pub fn stream(&self) -> Option<(&str, f64)> {
@@ -279,6 +333,7 @@ impl Assembler {
                 // Reset: a new acquisition. sample_num may continue (GUI 1.0.1) or restart.
                 self.counters.restarts += 1;
                 self.close(io);
+                self.resolve_held(io);
                 self.prev_open_end = None;
                 self.closed_key = None;
                 self.pending.gap = true;
@@ -414,7 +469,10 @@ impl Assembler {
         }
         if !self.set.is_empty() && self.in_set == self.set.len() {
             if let Some(f) = self.frame.take() {
-                self.emit(f, now, io);
+                // Blocks held while learning go first, in order (complete ones late).
+                self.resolve_held(io);
+                let (key, ns, ts) = (self.key, self.num_samples, self.last_ts);
+                self.emit(f, key, ns, ts, now, io);
                 self.emitted = true;
             }
         }
@@ -433,13 +491,17 @@ impl Assembler {
     /// inactivity timeout. Call it when the socket is idle (and now and then when busy).
     pub fn poll(&mut self, now: Instant, io: &mut dyn FrameIo) {
         if self.open && !self.emitted && now >= self.deadline {
+            // The rest never came: under a known set the block is incomplete, not held.
+            self.timed_out = true;
             self.close(io);
+            self.timed_out = false;
         }
         if let Some(t) = self.last_activity {
             if now.duration_since(t) >= self.cfg.data_timeout {
                 self.last_activity = None;
                 self.counters.data_timeouts += 1;
                 self.close(io);
+                self.resolve_held(io);
                 if self.cfg.auto_reinit {
                     self.reinit();
                 }
@@ -452,6 +514,7 @@ impl Assembler {
         // A block cut off by the stop is not filled: its missing channels were never lost.
         self.stopping = true;
         self.close(io);
+        self.resolve_held(io);
         self.stopping = false;
     }
 
@@ -485,6 +548,7 @@ impl Assembler {
 
     fn change_stream(&mut self, stream: &str, rate: f64, io: &mut dyn FrameIo) {
         self.close(io);
+        self.resolve_held(io);
         if self.have_stream {
             self.counters.stream_changes += 1;
         }
@@ -534,6 +598,11 @@ impl Assembler {
         self.deadline = now + self.deadline_span;
         self.last_msg_at = now;
         self.frame = io.take();
+        if self.frame.is_none() && self.held_len > 0 {
+            // Holding must not starve the pool: give up the oldest held block (counted).
+            self.drop_oldest_held(io);
+            self.frame = io.take();
+        }
         if self.frame.is_none() {
             self.counters.blocks_no_frame += 1;
         }
@@ -594,8 +663,12 @@ impl Assembler {
                 && self.cfg.missing != MissingChannelPolicy::Skip
                 && self.in_set > 0;
             if complete && (adopted || !self.emitted) {
-                // Complete under the (re-)learned set: emit late rather than lose it.
-                self.emit(f, self.last_msg_at, io);
+                // Complete under the (re-)learned set: emit late rather than lose it, after
+                // the blocks held before it.
+                self.resolve_held(io);
+                let (key, ns, ts, at) =
+                    (self.key, self.num_samples, self.last_ts, self.last_msg_at);
+                self.emit(f, key, ns, ts, at, io);
             } else if fill {
                 // Missing channels filled (NaN or last value), counted; the block goes out.
                 if let Some(fm) = Arc::get_mut(&mut f) {
@@ -612,7 +685,14 @@ impl Assembler {
                     }
                 }
                 self.counters.blocks_filled += 1;
-                self.emit(f, self.last_msg_at, io);
+                self.resolve_held(io);
+                let (key, ns, ts, at) =
+                    (self.key, self.num_samples, self.last_ts, self.last_msg_at);
+                self.emit(f, key, ns, ts, at, io);
+            } else if !self.lossy && !self.stopping && (self.set.is_empty() || !self.timed_out) {
+                // Not complete under the set we know (none yet, or the selection was edited):
+                // hold it until the next blocks (re-)learn the set, which may confirm it.
+                self.hold(f, io);
             } else {
                 if self.set.is_empty() {
                     self.counters.blocks_learning += 1;
@@ -626,7 +706,82 @@ impl Assembler {
         }
     }
 
-    fn emit(&mut self, mut frame: Arc<Frame>, now: Instant, io: &mut dyn FrameIo) {
+    /// Keeps a closed block for later (see [`HOLD_BLOCKS`]).
+    fn hold(&mut self, f: Arc<Frame>, io: &mut dyn FrameIo) {
+        if self.held_len == HOLD_BLOCKS {
+            self.drop_oldest_held(io);
+        }
+        let learning = self.set.is_empty();
+        let h = &mut self.held[self.held_len];
+        h.frame = Some(f);
+        h.key = self.key;
+        h.num_samples = self.num_samples;
+        h.seen.copy_from(&self.seen);
+        h.last_ts = self.last_ts;
+        h.at = self.last_msg_at;
+        h.learning = learning;
+        self.held_len += 1;
+    }
+
+    /// Gives up the oldest held block (hold or pool full): counted as dropped.
+    fn drop_oldest_held(&mut self, io: &mut dyn FrameIo) {
+        if self.held_len == 0 {
+            return;
+        }
+        self.counters.blocks_hold_overflow += 1;
+        let h = &mut self.held[0];
+        let learning = h.learning;
+        let frame = h.frame.take();
+        self.held[..self.held_len].rotate_left(1);
+        self.held_len -= 1;
+        self.count_dropped(learning, false);
+        if let Some(f) = frame {
+            io.give(f);
+        }
+    }
+
+    fn count_dropped(&mut self, learning: bool, lossy: bool) {
+        if learning {
+            self.counters.blocks_learning += 1;
+        } else if lossy {
+            self.counters.blocks_incomplete_upstream += 1;
+        } else {
+            self.counters.blocks_incomplete += 1;
+        }
+    }
+
+    /// Ends every held block, oldest first: emitted (late) when complete under the current
+    /// set, else dropped and counted. Called before anything newer is emitted and whenever the
+    /// continuity they belong to ends (restart, stream change, timeout, stop).
+    fn resolve_held(&mut self, io: &mut dyn FrameIo) {
+        for i in 0..self.held_len {
+            let Some(f) = self.held[i].frame.take() else {
+                continue;
+            };
+            let ok = !self.set.is_empty() && self.held[i].seen.is_superset_of(&self.set);
+            if ok {
+                let h = &self.held[i];
+                let (key, ns, ts, at) = (h.key, h.num_samples, h.last_ts, h.at);
+                self.counters.blocks_held_late += 1;
+                self.emit(f, key, ns, ts, at, io);
+            } else {
+                let learning = self.held[i].learning;
+                self.count_dropped(learning, false);
+                io.give(f);
+            }
+        }
+        self.held_len = 0;
+    }
+
+    fn emit(
+        &mut self,
+        mut frame: Arc<Frame>,
+        key: i64,
+        num_samples: usize,
+        last_ts: Option<i64>,
+        now: Instant,
+        io: &mut dyn FrameIo,
+    ) {
         let Some(f) = Arc::get_mut(&mut frame) else {
             // Unreachable by construction (see begin_data); never hand out a shared frame.
             self.counters.blocks_no_frame += 1;
@@ -634,26 +789,26 @@ impl Assembler {
         };
         self.seq += 1;
         f.seq = self.seq;
-        f.sample_num = self.key;
-        f.num_samples = self.num_samples;
+        f.sample_num = key;
+        f.num_samples = num_samples;
         f.sample_rate = self.rate;
         f.channels.clear();
         f.channels.extend_from_slice(self.set.as_slice());
         f.layout_generation = self.generation;
         let mut disc = self.pending;
         if let Some(end) = self.last_emitted_end {
-            if end != self.key {
+            if end != key {
                 disc.gap = true;
             }
         }
         f.discontinuity = disc;
         self.pending = Discontinuity::default();
-        self.last_emitted_end = Some(self.key.saturating_add(self.num_samples as i64));
+        self.last_emitted_end = Some(key.saturating_add(num_samples as i64));
         f.arrival = now;
-        f.header_timestamp_ms = self.last_ts;
-        if self.cfg.missing == MissingChannelPolicy::Hold && self.num_samples > 0 {
+        f.header_timestamp_ms = last_ts;
+        if self.cfg.missing == MissingChannelPolicy::Hold && num_samples > 0 {
             for &c in self.set.as_slice() {
-                self.last_vals[c as usize] = f.sample(c, self.num_samples - 1);
+                self.last_vals[c as usize] = f.sample(c, num_samples - 1);
             }
         }
         self.counters.blocks_emitted += 1;
@@ -732,13 +887,16 @@ mod tests {
     fn learns_set_then_emits_each_block_on_its_last_channel() {
         let (mut a, mut io, mut mn) = (asm(), io(8), 0);
         blocks(&mut a, &mut io, &mut mn, 0, 3, 4, &[0, 1, 2]);
-        // Blocks 0 and 1 agree → set learned at block 1's close (when block 2 started),
-        // block 1 emitted late; block 2 emitted on its last channel.
+        // Block 0 is held; block 1 agrees with it → set learned on block 1's last channel,
+        // block 0 goes out first (late), then block 1 on time; block 2 on its last channel.
         assert_eq!(a.channel_set(), &[0, 1, 2]);
         let emitted: Vec<i64> = io.1.iter().map(|f| f.sample_num).collect();
-        assert_eq!(emitted, vec![4, 8]);
-        assert_eq!(a.counters.blocks_learning, 1);
-        let f = &io.1[1];
+        assert_eq!(emitted, vec![0, 4, 8]);
+        assert_eq!(a.counters.blocks_learning, 0);
+        assert_eq!(a.counters.blocks_held_late, 1);
+        assert_eq!(io.1[0].row(1), &[1000.0, 1001.0, 1002.0, 1003.0]);
+        assert!(io.1[0].discontinuity.layout);
+        let f = &io.1[2];
         assert_eq!(f.channels, vec![0, 1, 2]);
         assert_eq!(f.row(2), &[2008.0, 2009.0, 2010.0, 2011.0]);
         assert!(!f.discontinuity.gap, "block 8 follows block 4");
@@ -751,10 +909,12 @@ mod tests {
         blocks(&mut a, &mut io, &mut mn, 0, 1, 2, &[2, 3]);
         blocks(&mut a, &mut io, &mut mn, 2, 4, 2, &[0, 1, 2, 3]);
         assert_eq!(a.channel_set(), &[0, 1, 2, 3]);
-        assert_eq!(a.counters.blocks_learning, 2);
+        // Block 0 (channels 2, 3 only) is genuinely incomplete; block 2 was held and is
+        // confirmed by block 4.
+        assert_eq!(a.counters.blocks_learning, 1);
         assert_eq!(
             io.1.iter().map(|f| f.sample_num).collect::<Vec<_>>(),
-            vec![4, 6, 8]
+            vec![2, 4, 6, 8]
         );
     }
 
@@ -802,9 +962,15 @@ mod tests {
         blocks(&mut a, &mut io, &mut mn, 6, 4, 2, &[0, 2]);
         assert_eq!(a.channel_set(), &[0, 2]);
         assert_eq!(
-            a.counters.blocks_incomplete, 1,
-            "only the first block after the edit"
+            a.counters.blocks_incomplete, 0,
+            "the first block after the edit is held, then confirmed by the re-learned set"
         );
+        assert_eq!(
+            io.1.iter().map(|f| f.sample_num).collect::<Vec<_>>(),
+            vec![0, 2, 4, 6, 8, 10, 12],
+            "every block, in order"
+        );
+        assert_eq!(a.counters.blocks_held_late, 2);
         let last = io.1.last().unwrap();
         assert_eq!(last.channels, vec![0, 2]);
         assert!(io
@@ -1050,5 +1216,115 @@ mod tests {
         );
         a.observe_message_num(Some(i32::MIN as i64 + 3), now, &mut io);
         assert_eq!(a.counters.upstream_missing_msgs, 2);
+    }
+
+    /// Emitted sample numbers.
+    fn keys(io: &Io) -> Vec<i64> {
+        io.1.iter().map(|f| f.sample_num).collect()
+    }
+
+    #[test]
+    fn clean_start_loses_nothing_gui_blocks() {
+        let mut a = Assembler::new(AssemblerConfig {
+            max_channels: 64,
+            max_block_samples: 1024,
+            ..Default::default()
+        });
+        let mut io: Io = (
+            (0..6).map(|_| Arc::new(Frame::new(64, 1024))).collect(),
+            Vec::new(),
+        );
+        let mut mn = 0;
+        blocks(
+            &mut a,
+            &mut io,
+            &mut mn,
+            0,
+            5,
+            696,
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+        );
+        assert_eq!(keys(&io), vec![0, 696, 1392, 2088, 2784]);
+        assert_eq!(a.counters.blocks_learning, 0);
+        assert_eq!(io.1[0].row(7)[695], (7000 + 695) as f32);
+    }
+
+    #[test]
+    fn clean_start_loses_nothing_sparse_and_after_timeout() {
+        let (mut a, mut io, mut mn) = (asm(), io(8), 0);
+        blocks(&mut a, &mut io, &mut mn, 0, 3, 16, &[1, 4, 9]);
+        assert_eq!(keys(&io), vec![0, 16, 32]);
+        // Pause longer than the data timeout: the set is forgotten and learned again, and
+        // the first block after the pause is not lost either.
+        let later = Instant::now() + Duration::from_secs(3);
+        a.poll(later, &mut io);
+        assert_eq!(a.counters.data_timeouts, 1);
+        io.0.append(&mut io.1);
+        let mut mn2 = 0;
+        blocks(&mut a, &mut io, &mut mn2, 48, 3, 16, &[1, 4, 9]);
+        assert_eq!(keys(&io), vec![48, 64, 80]);
+        assert_eq!(a.counters.blocks_learning, 0);
+        assert_eq!(a.counters.channel_set_changes, 2);
+    }
+
+    #[test]
+    fn held_block_not_confirmed_is_counted_once() {
+        let (mut a, mut io, mut mn) = (asm(), io(8), 0);
+        // Block 0 has channels 0..3, then channel 3 is deselected: block 0 is a superset of
+        // the learned set {0,1,2}, so it goes out with those rows.
+        blocks(&mut a, &mut io, &mut mn, 0, 1, 2, &[0, 1, 2, 3]);
+        blocks(&mut a, &mut io, &mut mn, 2, 3, 2, &[0, 1, 2]);
+        assert_eq!(keys(&io), vec![0, 2, 4, 6]);
+        assert_eq!(io.1[0].channels, vec![0, 1, 2]);
+        // Joined mid-block (only the last channel of block 0): dropped as learning.
+        let (mut a, mut io, mut mn) = (asm(), self::io(8), 0);
+        blocks(&mut a, &mut io, &mut mn, 0, 1, 2, &[1]);
+        blocks(&mut a, &mut io, &mut mn, 2, 3, 2, &[0, 1]);
+        // Block 0 ({1}) is not confirmed by the set {0, 1} learned at block 4: dropped, counted
+        // once; block 2 (held: it disagreed with block 0) is confirmed and goes out first.
+        assert_eq!(keys(&io), vec![2, 4, 6]);
+        assert_eq!(a.counters.blocks_learning, 1);
+    }
+
+    #[test]
+    fn hold_is_bounded_and_never_starves_the_pool() {
+        // Channel sets that never agree: every block is held, the hold stays bounded, the
+        // overflow is counted and the books balance.
+        let (mut a, mut io, mut mn) = (asm(), io(HOLD_BLOCKS + 2), 0);
+        for b in 0..10i64 {
+            let chans: &[i64] = if b % 2 == 0 { &[0, 1] } else { &[2, 3] };
+            blocks(&mut a, &mut io, &mut mn, b * 2, 1, 2, chans);
+            assert!(a.held_blocks() <= HOLD_BLOCKS);
+            let c = &a.counters;
+            assert_eq!(
+                c.blocks_opened,
+                c.blocks_emitted
+                    + c.blocks_incomplete
+                    + c.blocks_learning
+                    + c.blocks_no_frame
+                    + a.held_blocks() as u64
+                    + u64::from(a.has_open_block())
+            );
+        }
+        assert!(a.counters.blocks_hold_overflow > 0);
+        assert_eq!(
+            a.counters.blocks_no_frame, 0,
+            "held blocks yield their frames first"
+        );
+        a.flush(&mut io);
+        assert_eq!(a.held_blocks(), 0);
+        assert_eq!(io.0.len() + io.1.len(), HOLD_BLOCKS + 2);
+    }
+
+    #[test]
+    fn tiny_pool_gives_up_held_block_for_a_new_one() {
+        // Two frames: block 0 held, block 1 open, block 2 needs the held block's frame.
+        let (mut a, mut io, mut mn) = (asm(), io(2), 0);
+        blocks(&mut a, &mut io, &mut mn, 0, 1, 2, &[0, 1, 2]);
+        blocks(&mut a, &mut io, &mut mn, 2, 1, 2, &[0, 1]);
+        assert_eq!(a.held_blocks(), 1);
+        blocks(&mut a, &mut io, &mut mn, 4, 1, 2, &[0]);
+        assert_eq!(a.counters.blocks_hold_overflow, 1);
+        assert_eq!(a.counters.blocks_no_frame, 0);
     }
 }

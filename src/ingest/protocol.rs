@@ -307,6 +307,137 @@ pub fn parse_header(frame: &[u8]) -> Result<Header<'_>, Malformed> {
     }
 }
 
+/// Where the GUI 1.0.x non-ASCII length bug cut a header, if that is the whole damage.
+///
+/// The plugin sizes frame 1 in *characters*, so a header with multi-byte UTF-8 characters
+/// (channel or stream names) arrives short by `bytes − characters`: the closing `}` is gone and
+/// sometimes the tail of the last member (`"timestamp": 17959092234`). Returns `Some(cut)` when
+/// `text[..cut]` followed by `}` is the header minus only that tail:
+///
+/// * the text is valid UTF-8, has multi-byte characters (excess = bytes − chars > 0) and does not
+///   end with `}` (an intact header does);
+/// * the cut lies in the last top-level member: when whitespace follows its value the member is
+///   whole and kept (only the brace is missing); otherwise the member is dropped back to the
+///   preceding top-level comma (a number cut mid-way is never trusted);
+/// * the fewest bytes that can be missing (`}`; `\n}` after a `\r`; `\r\n}` after a cut value)
+///   do not exceed the excess.
+///
+/// Whether the result is a usable header (every required key present, `content` whole) is then
+/// up to the normal parser; the payload length is checked by the assembler as always.
+pub fn truncated_header_cut(text: &[u8]) -> Option<usize> {
+    // Cheap checks first: an intact header ends with `}` (the common case costs nothing more).
+    let last = *text.iter().rev().find(|b| !b.is_ascii_whitespace())?;
+    if last == b'}' || text.first() != Some(&b'{') {
+        return None;
+    }
+    let s = std::str::from_utf8(text).ok()?;
+    let excess = s.len() - s.chars().count();
+    if excess == 0 {
+        return None;
+    }
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    let mut last_comma = None;
+    let mut colon_after_comma = false;
+    let mut value_after_colon = false;
+    for (i, &b) in text.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+            }
+            b'{' | b'[' => {
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+                depth += 1;
+            }
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 1 => {
+                last_comma = Some(i);
+                colon_after_comma = false;
+                value_after_colon = false;
+            }
+            b':' if depth == 1 => colon_after_comma = true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => {
+                if depth == 1 && colon_after_comma {
+                    value_after_colon = true;
+                }
+            }
+        }
+        if depth <= 0 {
+            // The object closed before the end: not a tail cut.
+            return None;
+        }
+    }
+    let ends_ws = matches!(text.last(), Some(b' ' | b'\t' | b'\r' | b'\n'));
+    let whole_member = depth == 1 && !in_str && ends_ws && colon_after_comma && value_after_colon;
+    let (cut, missing_min) = if whole_member {
+        let m = if text.ends_with(b"\n") { 1 } else { 2 };
+        (text.len(), m)
+    } else {
+        (last_comma?, 3)
+    };
+    (missing_min <= excess).then_some(cut)
+}
+
+/// How a header was read by [`parse_header_fast`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPath {
+    /// The plugin's exact DATA layout, by the scanner ([`super::scan`]).
+    Scanned,
+    /// The full JSON parse (events, spikes, any other layout).
+    Parsed,
+    /// The full JSON parse of a header repaired after the non-ASCII length bug.
+    Repaired,
+}
+
+/// Parses frame 1 held in `buf[..len]`, repairing a header cut by the GUI 1.0.x non-ASCII
+/// length bug (see [`truncated_header_cut`]) in place: the closing `}` is written into `buf`
+/// (which therefore needs one spare byte past the cut; the receiver's header buffer has it).
+/// Returns the header and whether it was repaired. Allocation-free like [`parse_header`].
+pub fn parse_header_mut(buf: &mut [u8], len: usize) -> Result<(Header<'_>, bool), Malformed> {
+    parse_header_fast(buf, len).map(|(h, p)| (h, p == HeaderPath::Repaired))
+}
+
+/// [`parse_header_mut`] with the scanner first: a DATA header in the plugin's exact layout is
+/// read by [`super::scan::scan_spans`] (one pass, no JSON parser); anything else (events,
+/// spikes, other layouts, repairs) falls back to the full parse, and the path taken is returned
+/// so the receiver can count the fallbacks. The result is the same either way
+/// (`tests/header_scan.rs`).
+pub fn parse_header_fast(
+    buf: &mut [u8],
+    len: usize,
+) -> Result<(Header<'_>, HeaderPath), Malformed> {
+    let len = len.min(buf.len());
+    if let Some(spans) = super::scan::scan_spans(&buf[..len]) {
+        return Ok((Header::Data(spans.header(&buf[..len])), HeaderPath::Scanned));
+    }
+    let mut end = len;
+    while end > 0 && buf[end - 1] == 0 {
+        end -= 1;
+    }
+    match truncated_header_cut(&buf[..end]) {
+        Some(cut) if cut < buf.len() => {
+            buf[cut] = b'}';
+            parse_header(&buf[..cut + 1]).map(|h| (h, HeaderPath::Repaired))
+        }
+        _ => parse_header(&buf[..end]).map(|h| (h, HeaderPath::Parsed)),
+    }
+}
+
 /// A decoded TTL payload (§1.5): 10 bytes, little-endian word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ttl {
@@ -477,5 +608,66 @@ mod tests {
             !sample_rate_ok(1e-300),
             "a tiny rate would overflow block durations"
         );
+    }
+
+    /// The header of spec §1.8 with a non-ASCII channel name, as the plugin sizes it: cut by
+    /// `bytes − characters`.
+    fn nonascii(name: &str) -> String {
+        SPEC_HEADER.replace("\"CH1\"", &format!("\"{name}\""))
+    }
+
+    fn repair(text: &[u8]) -> Result<(Header<'_>, bool), Malformed> {
+        // Leaked: the test wants the header to outlive the buffer.
+        let buf: &'static mut Vec<u8> = Box::leak(Box::new(text.to_vec()));
+        let len = buf.len();
+        buf.push(0);
+        parse_header_mut(buf, len)
+    }
+
+    #[test]
+    fn gui_length_bug_cuts_are_repaired() {
+        for name in ["Fp1-α", "Cz—ref", "通道3", "Ünïcødé7", "ch6 µV"] {
+            let full = nonascii(name);
+            let excess = full.len() - full.chars().count();
+            let cut = &full.as_bytes()[..full.chars().count()];
+            let (h, repaired) = repair(cut).unwrap();
+            assert!(repaired, "{name}");
+            let Header::Data(d) = h else { panic!() };
+            assert_eq!(d.channel_name.as_deref(), Some(name));
+            assert_eq!((d.num_samples, d.sample_num, d.channel_num), (4, 30720, 0));
+            // A timestamp cut mid-way is dropped, never misread; one cut only in its line end
+            // is kept.
+            let want_ts = if excess <= 2 {
+                Some(1753228800000)
+            } else {
+                None
+            };
+            assert_eq!(d.timestamp, want_ts, "{name}: excess {excess}");
+            assert_eq!(d.data_size, Some(16));
+        }
+    }
+
+    #[test]
+    fn other_damage_is_not_repaired() {
+        // ASCII only: a cut header is not this bug.
+        assert_eq!(
+            repair(&SPEC_HEADER.as_bytes()[..SPEC_HEADER.len() - 1]).err(),
+            Some(Malformed::BadHeader)
+        );
+        // Cut deeper than the excess allows (one 2-byte character, timestamp digits gone).
+        let full = nonascii("Fp1-α");
+        assert_eq!(
+            repair(&full.as_bytes()[..full.len() - 6]).err(),
+            Some(Malformed::BadHeader)
+        );
+        // Cut inside `content`: the fields the bridge needs are gone.
+        let at = full.find("\"num_samples\"").unwrap();
+        assert!(repair(&full.as_bytes()[..at]).is_err());
+        // An intact header is parsed as is.
+        let (_, repaired) = repair(full.as_bytes()).unwrap();
+        assert!(!repaired);
+        // Corruption inside, not a tail cut.
+        let bad = full.replacen("\"type\": \"data\"", "\"type\" \"data\"", 1);
+        assert!(repair(&bad.as_bytes()[..bad.chars().count()]).is_err());
     }
 }

@@ -30,6 +30,7 @@
 
 use super::protocol::DataHeader;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A cursor over the header bytes.
 struct Cur<'a> {
@@ -37,7 +38,7 @@ struct Cur<'a> {
     i: usize,
 }
 
-impl<'a> Cur<'a> {
+impl Cur<'_> {
     /// Consumes `lit` exactly.
     #[inline]
     fn lit(&mut self, lit: &[u8]) -> Option<()> {
@@ -49,9 +50,10 @@ impl<'a> Cur<'a> {
         }
     }
 
-    /// A JSON string without escapes or control characters, borrowed from the frame.
+    /// A JSON string without escapes or control characters: its byte range in the frame
+    /// (checked to be UTF-8).
     #[inline]
-    fn string(&mut self) -> Option<&'a str> {
+    fn string(&mut self) -> Option<Range<usize>> {
         self.lit(b"\"")?;
         let start = self.i;
         loop {
@@ -62,9 +64,9 @@ impl<'a> Cur<'a> {
                 _ => self.i += 1,
             }
         }
-        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        std::str::from_utf8(&self.b[start..self.i]).ok()?;
         self.i += 1;
-        Some(s)
+        Some(start..self.i - 1)
     }
 
     /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`, no fraction or exponent).
@@ -159,9 +161,49 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// Where the fields of a scanned DATA header are: byte ranges of the strings and the numbers
+/// themselves. Holds no borrow, so a caller can scan a buffer and still mutate it when the scan
+/// fails (see `protocol::parse_header_mut`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spans {
+    message_num: i64,
+    stream: Range<usize>,
+    channel_num: i64,
+    channel_name: Option<Range<usize>>,
+    num_samples: i64,
+    sample_num: i64,
+    sample_rate: f64,
+    data_size: i64,
+    timestamp: Option<i64>,
+}
+
+impl Spans {
+    /// The header, borrowing its strings from the same bytes that were scanned (given other
+    /// bytes, a string that is not there or not UTF-8 reads as empty).
+    pub fn header<'a>(&self, frame: &'a [u8]) -> DataHeader<'a> {
+        let text = |r: &Range<usize>| {
+            frame
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("")
+        };
+        DataHeader {
+            message_num: Some(self.message_num),
+            stream: Cow::Borrowed(text(&self.stream)),
+            channel_num: self.channel_num,
+            channel_name: self.channel_name.as_ref().map(|r| Cow::Borrowed(text(r))),
+            num_samples: self.num_samples,
+            sample_num: self.sample_num,
+            sample_rate: self.sample_rate,
+            data_size: Some(self.data_size),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// Scans a DATA header in the plugin's exact layout (trailing NULs ignored, as by the general
 /// parse). `None`: not this layout; use the general parse.
-pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
+pub fn scan_spans(frame: &[u8]) -> Option<Spans> {
     let mut end = frame.len();
     while end > 0 && frame[end - 1] == 0 {
         end -= 1;
@@ -201,17 +243,22 @@ pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
     if c.i != c.b.len() {
         return None;
     }
-    Some(DataHeader {
-        message_num: Some(message_num),
-        stream: Cow::Borrowed(stream),
+    Some(Spans {
+        message_num,
+        stream,
         channel_num,
-        channel_name: channel_name.map(Cow::Borrowed),
+        channel_name,
         num_samples,
         sample_num,
         sample_rate,
-        data_size: Some(data_size),
+        data_size,
         timestamp,
     })
+}
+
+/// [`scan_spans`] and the header in one step.
+pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
+    scan_spans(frame).map(|s| s.header(frame))
 }
 
 #[cfg(test)]

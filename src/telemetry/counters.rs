@@ -156,6 +156,17 @@ counter_block! {
         blocks_filled,
         /// Channel rows filled.
         rows_filled,
+        /// Headers cut short by the plugin's non-ASCII length bug and repaired.
+        headers_repaired,
+        /// Headers read by the full JSON parse (the scanner's fallback: events, spikes,
+        /// repairs, any layout other than the plugin's DATA layout).
+        headers_json,
+        /// Blocks held while the channel set was being learned and sent on once it was
+        /// confirmed (late, not lost).
+        blocks_held_late,
+        /// Held blocks given up because the hold (or the frame pool) was full; each is also
+        /// counted under its own cause (learning or incomplete).
+        blocks_hold_overflow,
     }
 }
 

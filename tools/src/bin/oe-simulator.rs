@@ -1,15 +1,27 @@
 //! `oe-simulator`: a byte-faithful Open Ephys "ZMQ Interface" publisher (the same one the
 //! bridge embeds for `--simulate`). Binds PUB on the data port and answers heartbeats on
-//! data port + 1, paced in real time, with optional faults.
+//! data port + 1, paced in real time, with optional faults. `--replay FILE` publishes a zmqcap
+//! capture instead, `--recording DIR` an Open Ephys binary-format recording, both as the GUI
+//! did (see `oe_testkit::replay` and `oe_testkit::recording`).
 
 use clap::Parser;
+use oe_testkit::recording::{self, RecordingSource};
+use oe_testkit::replay::{ReplayConfig, Replayer, Speed};
 use oe_testkit::sim::{pattern_wrap, BlockSize, Faults, Signal, SimConfig, Simulator};
+use oe_testkit::zmqcap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "oe-simulator",
-    about = "Open Ephys ZMQ Interface publisher (simulator)"
+    about = "Open Ephys ZMQ Interface publisher (simulator, capture replay, recording player)",
+    after_help = "Replay: --replay FILE publishes a zmqcap capture (.zmqcap or .zmqcap.gz, e.g. shared/fixtures) \
+frame for frame with its original pacing; --recording DIR plays an Open Ephys binary-format recording \
+(structure.oebin, continuous/<stream>/continuous.dat, TTL events from events/<stream>/TTL) like the GUI's \
+File Reader + ZMQ Interface: 696-sample blocks at 30 kHz, channel names from the file, TTL events before \
+their block. --speed X|max paces either; --loop repeats (message_num continues, sample_num goes back to the \
+file index like the File Reader's loop). Heartbeats are answered on port+1 in every mode."
 )]
 struct Opt {
     /// Channels 0..N.
@@ -58,6 +70,22 @@ struct Opt {
     /// Fault: from block K on, publish only channels 0..M ("K:M").
     #[arg(long)]
     change_channels: Option<String>,
+    /// Publish a zmqcap capture (plain or gzip) frame for frame instead of simulating.
+    #[arg(long, value_name = "FILE", conflicts_with = "recording")]
+    replay: Option<std::path::PathBuf>,
+    /// Play an Open Ephys binary-format recording (the folder holding structure.oebin) as the
+    /// GUI's File Reader + ZMQ Interface would.
+    #[arg(long, value_name = "DIR")]
+    recording: Option<std::path::PathBuf>,
+    /// Pace of --replay/--recording: "original" (default: the recorded timing, or real time),
+    /// a factor (2 = twice as fast), or "max" (as fast as the socket takes, lossless with
+    /// --pub-hwm 0).
+    #[arg(long, default_value = "original", value_name = "X|max")]
+    speed: String,
+    /// Repeat --replay/--recording N times (no N: until killed). message_num continues,
+    /// sample_num restarts at the file index (goes backwards), like the File Reader's loop.
+    #[arg(long = "loop", value_name = "N", num_args = 0..=1, default_missing_value = "0")]
+    loop_count: Option<u32>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,7 +99,84 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn run_replay(o: &Opt) -> Result<(), String> {
+    let speed: Speed = o.speed.parse()?;
+    let loops = o.loop_count.unwrap_or(1);
+    let cfg = ReplayConfig {
+        host: o.host.clone(),
+        port: o.port,
+        speed,
+        hwm: o.pub_hwm,
+        wait_for_subscriber: (!o.no_wait).then_some(Duration::from_secs(365 * 86_400)),
+    };
+    let ctx = zmq::Context::new();
+    let (rep, what) = if let Some(f) = &o.replay {
+        let recs = zmqcap::read_all(f).map_err(|e| e.to_string())?;
+        let n = recs.len();
+        (
+            Replayer::start(&ctx, Arc::new(recs), loops, cfg)?,
+            format!("{} ({n} messages)", f.display()),
+        )
+    } else {
+        let dir = o.recording.as_ref().ok_or("no --replay or --recording")?;
+        let rec = Arc::new(recording::load(dir)?);
+        let what = format!(
+            "{} ({} channels, {} samples at {} Hz, {} TTL events)",
+            dir.display(),
+            rec.channels(),
+            rec.samples(),
+            rec.sample_rate,
+            rec.ttl.len()
+        );
+        let src = RecordingSource::new(rec, loops);
+        (Replayer::start_source(&ctx, Box::new(src), cfg)?, what)
+    };
+    eprintln!(
+        "oe-simulator: replaying {what} on tcp://{}:{} (heartbeat {}), speed {}, {}{}",
+        o.host,
+        rep.port(),
+        rep.port() + 1,
+        o.speed,
+        if loops == 0 {
+            "looping".to_string()
+        } else {
+            format!("{loops} pass(es)")
+        },
+        if o.no_wait {
+            ""
+        } else {
+            ", waiting for a subscriber"
+        }
+    );
+    let t0 = Instant::now();
+    while !rep.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        if t0.elapsed().as_secs() > 0 && t0.elapsed().subsec_millis() < 200 {
+            eprintln!(
+                "[{:6.1}s] messages {}",
+                t0.elapsed().as_secs_f64(),
+                rep.sent()
+            );
+        }
+        if o.seconds.is_some_and(|s| t0.elapsed().as_secs_f64() >= s) {
+            break;
+        }
+    }
+    let st = rep.stop();
+    if let Some(e) = st.error {
+        return Err(e);
+    }
+    eprintln!(
+        "oe-simulator: done, {} messages, {} pass(es), {} heartbeats",
+        st.messages, st.loops, st.heartbeats
+    );
+    Ok(())
+}
+
 fn run(o: Opt) -> Result<(), String> {
+    if o.replay.is_some() || o.recording.is_some() {
+        return run_replay(&o);
+    }
     if o.channels == 0 {
         return Err("--channels must be ≥ 1".into());
     }

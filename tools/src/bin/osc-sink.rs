@@ -1,6 +1,8 @@
 //! `osc-sink`: receives the bridge's OSC output on UDP, checks every value against the
 //! simulator's `pattern` signal and reports delivered / lost / duplicated / reordered / torn
-//! rows and the kernel's drops for its own socket.
+//! rows and the kernel's drops for its own socket. With `--any` it checks no value and
+//! measures any stream (a real GUI, a replay): rows, rate, sizes, gaps and reorders from the
+//! sample-number arguments, kernel drops and an inter-arrival histogram.
 
 use clap::Parser;
 use oe_testkit::sink::{pattern_wrap, Layout, Method, Sink, SinkConfig};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Parser)]
 #[command(
     name = "osc-sink",
-    about = "OSC receiver that verifies the simulator's signal"
+    about = "OSC receiver that verifies the simulator's signal (or, with --any, measures any stream)"
 )]
 struct Opt {
     /// Address to listen on.
@@ -18,9 +20,15 @@ struct Opt {
     /// Channels 0..N expected (as given to the simulator).
     #[arg(long, default_value_t = 32)]
     channels: u32,
-    /// "sample" or "batch".
+    /// "sample" or "batch" (values checked against the simulator's pattern), or "any".
     #[arg(long, default_value = "sample")]
     mode: String,
+    /// Any stream, no value check (same as --mode any): messages per address, rows
+    /// (…/sample = 1, …/batch/<k> = k), rate, datagram sizes, gaps and reorders from the
+    /// sample-number arguments (output option "sample_number": two ints, hi/lo), kernel drops
+    /// and a histogram of inter-arrival times.
+    #[arg(long)]
+    any: bool,
     /// Downsampling factor F of the bridge.
     #[arg(long, default_value_t = 1)]
     factor: u32,
@@ -41,6 +49,8 @@ struct Opt {
 fn main() -> std::process::ExitCode {
     let o = Opt::parse();
     let layout = match o.mode.as_str() {
+        _ if o.any => Layout::Any,
+        "any" => Layout::Any,
         "sample" => Layout::Sample,
         "batch" => Layout::Batch,
         m => {
@@ -104,6 +114,35 @@ fn main() -> std::process::ExitCode {
         last_rows = r.rows;
     }
     let r = sink.stop();
+    if layout == Layout::Any {
+        let a = &r.any;
+        let secs = match (r.first_at, r.last_at) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        };
+        println!(
+            "messages {} rows {} rate {:.1} rows/s bytes {}..{} max_args {} numbered {} gaps {} gap_samples {} reorders {} malformed {} kernel_drops {} max_interarrival_us {}",
+            a.messages,
+            a.rows,
+            if secs > 0.0 { a.rows as f64 / secs } else { 0.0 },
+            a.min_bytes,
+            a.max_bytes,
+            a.max_args,
+            a.numbered,
+            a.gaps,
+            a.gap_samples,
+            a.reorders,
+            r.malformed,
+            r.kernel_drops,
+            a.max_gap_us
+        );
+        for (addr, n) in &a.addresses {
+            println!("  {addr} {n}");
+        }
+        println!("inter-arrival times:");
+        print!("{}", a.histogram_text());
+        return std::process::ExitCode::SUCCESS;
+    }
     let total = r.rows + r.lost_rows;
     println!(
         "rows {} clean {} lost {} duplicated {} reordered {} torn {} bad_values {} malformed {} kernel_drops {} delivered {:.6}",

@@ -4,5 +4,8 @@
 //! test signal (`pattern`), so they cannot drift apart.
 #![deny(missing_docs)]
 
+pub mod recording;
+pub mod replay;
 pub mod sim;
 pub mod sink;
+pub mod zmqcap;

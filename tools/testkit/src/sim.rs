@@ -850,6 +850,23 @@ impl Publisher {
         Ok(publ)
     }
 
+    /// Like [`Publisher::bind_with_heartbeat`] with ZMQ_SNDHWM `hwm` (0 = unlimited: a replay
+    /// that must lose nothing).
+    pub fn bind_pair_with_hwm(
+        ctx: &zmq::Context,
+        host: &str,
+        port: u16,
+        hwm: i32,
+    ) -> Result<Publisher, String> {
+        let (sock, rep, p) = bind_pair(ctx, host, port, true, true, hwm)?;
+        let mut publ = Publisher::from_socket(sock, true, host, p);
+        if let Some(rep) = rep {
+            publ.hb = Some(HeartbeatServer::spawn(rep)?);
+            publ.hb_port = Some(p + 1);
+        }
+        Ok(publ)
+    }
+
     fn from_socket(sock: zmq::Socket, xpub: bool, host: &str, port: u16) -> Publisher {
         Publisher {
             sock,
