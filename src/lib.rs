@@ -37,6 +37,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dsp;
 pub mod engine;
 pub mod frame;
 pub mod ingest;

@@ -1,0 +1,1 @@
+//! Feature extractor (in progress).
