@@ -170,6 +170,14 @@ impl Cascade {
         y
     }
 
+    /// True while channel `ch`'s state is finite (false after a NaN/∞ went through).
+    pub fn run_is_finite(&self, ch: usize) -> bool {
+        let n = self.coeffs.len();
+        self.state[ch * n..(ch + 1) * n]
+            .iter()
+            .all(|s| s.s1.is_finite() && s.s2.is_finite())
+    }
+
     /// Zeroes every channel's state.
     pub fn reset(&mut self) {
         for s in self.state.iter_mut() {
