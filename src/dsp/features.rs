@@ -331,6 +331,46 @@ struct Mua {
     have_thr: bool,
 }
 
+/// Channels whose `mua_rate` loops run interleaved.
+const MUA_GROUP: usize = 4;
+
+impl Mua {
+    /// High-passes, counts into the noise histograms and detects crossings for channels
+    /// `c0 .. c0 + G` (segments of equal length); returns each channel's crossings.
+    #[inline]
+    #[allow(clippy::needless_range_loop)] // sample i of G rows side by side
+    fn run<const G: usize>(&mut self, c0: usize, xs: [&[f32]; G]) -> [u64; G] {
+        let n = xs[0].len();
+        let (sign, refr) = (self.sign, self.refractory);
+        let thr: [f32; G] = std::array::from_fn(|g| self.thr[c0 + g]);
+        let mut beyond: [bool; G] = std::array::from_fn(|g| self.beyond[c0 + g]);
+        let mut since: [u32; G] = std::array::from_fn(|g| self.since[c0 + g]);
+        let mut cross = [0u64; G];
+        for i in 0..n {
+            for g in 0..G {
+                let v = xs[g][i];
+                let y = match &mut self.hp {
+                    Some(hp) => hp.run(c0 + g, v as f64) as f32,
+                    None => v,
+                };
+                self.noise.add(c0 + g, y);
+                let b = sign * y > thr[g];
+                if b && !beyond[g] && since[g] >= refr {
+                    cross[g] += 1;
+                    since[g] = 0;
+                }
+                since[g] = since[g].saturating_add(1);
+                beyond[g] = b;
+            }
+        }
+        for g in 0..G {
+            self.beyond[c0 + g] = beyond[g];
+            self.since[c0 + g] = since[g];
+        }
+        cross
+    }
+}
+
 /// Computes the configured features of many channels (see the module doc).
 pub struct FeatureExtractor {
     features: Vec<Feature>,
@@ -618,6 +658,25 @@ impl FeatureExtractor {
                 );
                 self.feed_channel(c, &r[a..b]);
             }
+            if let Some(m) = &mut self.mua {
+                // Four channels at a time: their high-pass recursions are independent, so
+                // the CPU overlaps four latency chains instead of waiting on one.
+                let kk = self.k;
+                let mut c = 0;
+                while c + MUA_GROUP <= self.channels {
+                    let xs: [&[f32]; MUA_GROUP] = std::array::from_fn(|g| &row(c + g)[a..b]);
+                    let cross = m.run(c, xs);
+                    for (g, &n) in cross.iter().enumerate() {
+                        self.acc[(c + g) * (kk + 1) + kk].cross += n;
+                    }
+                    c += MUA_GROUP;
+                }
+                while c < self.channels {
+                    let cross = m.run(c, [&row(c)[a..b]]);
+                    self.acc[c * (kk + 1) + kk].cross += cross[0];
+                    c += 1;
+                }
+            }
             self.pos += (b - a) as u64;
             if let Some(m) = &mut self.mua {
                 m.est_age += (b - a) as u64;
@@ -655,29 +714,6 @@ impl FeatureExtractor {
             let cur = &mut band.acc[c * (kk + 1) + kk];
             cur.sumsq += ss;
             cur.n += m as u64;
-        }
-        if let Some(m) = &mut self.mua {
-            let (sign, thr, refr) = (m.sign, m.thr[c], m.refractory);
-            let mut beyond = m.beyond[c];
-            let mut since = m.since[c];
-            let mut cross = 0u64;
-            for &v in x {
-                let y = match &mut m.hp {
-                    Some(hp) => hp.run(c, v as f64) as f32,
-                    None => v,
-                };
-                m.noise.add(c, y);
-                let b = sign * y > thr;
-                if b && !beyond && since >= refr {
-                    cross += 1;
-                    since = 0;
-                }
-                since = since.saturating_add(1);
-                beyond = b;
-            }
-            m.beyond[c] = beyond;
-            m.since[c] = since;
-            self.acc[c * (kk + 1) + kk].cross += cross;
         }
     }
 

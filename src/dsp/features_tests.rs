@@ -470,3 +470,30 @@ fn non_finite_samples_do_not_stick() {
     assert!(last.iter().all(|v| v.is_finite()), "{last:?}");
     assert!((last[0] as f64 - 0.5f64.sqrt()).abs() < 0.01);
 }
+
+#[test]
+fn channels_are_independent_and_match_single_channel_runs() {
+    // Six channels: one interleaved group of four for mua_rate, then two alone.
+    let n = (FS * 0.8) as usize;
+    let x: Vec<Vec<f32>> = (0..6).map(|c| mixed_signal(n, 20 + c)).collect();
+    let c = all_features(Normalize::Zscore);
+    let nf = c.features.len();
+    let mut all = FeatureExtractor::new(&c, FS, 6).unwrap();
+    let many = run(&mut all, &x, &[696]);
+    for ch in 0..6 {
+        let mut one = FeatureExtractor::new(&c, FS, 1).unwrap();
+        let single = run(&mut one, &x[ch..ch + 1], &[696]);
+        assert_eq!(single.len(), many.len());
+        for (s, m) in single.iter().zip(&many) {
+            assert_eq!(s.0, m.0);
+            for f in 0..nf {
+                assert_eq!(
+                    s.1[f],
+                    m.1[f * 6 + ch],
+                    "channel {ch} feature {f} at {}",
+                    s.0
+                );
+            }
+        }
+    }
+}

@@ -141,16 +141,27 @@ pub fn fir_magnitude(taps: &[f32], fs: f64, f_hz: f64) -> f64 {
     (re * re + im * im).sqrt()
 }
 
-/// 8-lane dot product (vectorised by the compiler); `a.len() == b.len()`, a multiple of 8.
+/// Lanes of the dot product: enough independent accumulators to hide the add latency.
+const LANES: usize = 16;
+
+/// Dot product in [`LANES`] lanes (vectorised by the compiler); `a.len() == b.len()`, a
+/// multiple of `LANES`.
 #[inline]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for i in 0..8 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    for (x, y) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0]
 }
 
 /// Integer decimator with a Kaiser anti-alias FIR and per-channel state (see the module doc).
@@ -160,7 +171,7 @@ pub struct Decimator {
     factor: usize,
     /// Designed length (odd).
     len: usize,
-    /// Padded length (multiple of 8, ≥ len): the history window.
+    /// Padded length (multiple of [`LANES`], ≥ len): the history window.
     plen: usize,
     /// Taps reversed and zero-padded at the front: `rev[j]` multiplies the j-th oldest sample.
     rev: Box<[f32]>,
@@ -213,7 +224,11 @@ impl Decimator {
             kaiser_lowpass(fs, pass_hz, stop_hz.min(fs / 2.0), atten_db)?
         };
         let len = taps.len();
-        let plen = if factor == 1 { 0 } else { len.div_ceil(8) * 8 };
+        let plen = if factor == 1 {
+            0
+        } else {
+            len.div_ceil(LANES) * LANES
+        };
         let mut rev = vec![0.0f32; plen];
         // rev[plen-1-k] = h[k]: the newest sample (index plen-1 of the window) gets h[0].
         for (k, &h) in taps.iter().enumerate().take(plen) {
@@ -347,7 +362,7 @@ impl Decimator {
             i += k;
             if phase == f {
                 phase = 0;
-                out[o] = dot8(&hist[pos..pos + plen], &self.rev);
+                out[o] = dot(&hist[pos..pos + plen], &self.rev);
                 o += 1;
             }
         }
