@@ -29,6 +29,9 @@
 //! 994 (33.1 ms), F = 300 → 2981 (99.4 ms); at 1 kHz, F = 4 → 40 samples (40 ms). The
 //! `group_delay_table` test prints this table.
 //!
+//! **Bad samples.** A NaN or ∞ input spoils the outputs whose window holds it (the next
+//! `L` inputs) and then leaves the history: a FIR has no lasting state to poison.
+//!
 //! **Memory.** `2·L` floats per channel (F = 30: 4.8 KB per channel; F = 1000: 160 KB per
 //! channel, 41 MB for 256 channels — a multi-stage cascade would cut that; not done).
 
@@ -556,11 +559,29 @@ mod tests {
 
     #[test]
     fn dc_offset_does_not_ring_after_reset() {
-        let mut d = Decimator::new(30000.0, 30, 1).unwrap();
-        let y = decimate_all(&mut d, &vec![1000.0f32; 30_000]);
-        for v in y {
-            assert!((v - 1000.0).abs() < 0.05, "{v}");
+        for f in [30u32, 1000] {
+            let mut d = Decimator::new(30000.0, f, 1).unwrap();
+            let y = decimate_all(&mut d, &vec![1000.0f32; 60_000]);
+            assert_eq!(y.len(), 60_000 / f as usize);
+            for v in y {
+                assert!((v - 1000.0).abs() < 0.05, "F {f}: {v}");
+            }
         }
+    }
+
+    #[test]
+    fn a_nan_leaves_after_the_filter_length() {
+        let mut d = Decimator::new(30000.0, 10, 1).unwrap();
+        let mut x = vec![1.0f32; 3000];
+        x[100] = f32::NAN;
+        let y = decimate_all(&mut d, &x);
+        assert!(y[10..20].iter().any(|v| v.is_nan()));
+        let clean = (100 + d.num_taps()) / 10 + 1;
+        assert!(
+            y[clean..].iter().all(|v| (v - 1.0).abs() < 1e-3),
+            "{:?}",
+            &y[clean..]
+        );
     }
 
     #[test]
