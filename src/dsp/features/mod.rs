@@ -9,7 +9,7 @@
 //! | `rms` | √(mean x²) |
 //! | `peak` | max \|x\| |
 //! | `mean` | mean x |
-//! | `line_length` | Σ \|x[i] − x[i−1]\| (not divided by the length) |
+//! | `line_length` | Σ \|x\[i\] − x\[i−1\]\| (not divided by the length) |
 //! | `band:<name>`, `band:<lo>-<hi>` | mean square of the band-passed signal |
 //! | `mua_rate` | threshold crossings per second |
 //!

@@ -25,7 +25,7 @@ pub enum Feature {
     Peak,
     /// Mean.
     Mean,
-    /// Sum of |x[i] − x[i−1]|.
+    /// Sum of |x\[i\] − x\[i−1\]|.
     LineLength,
     /// Mean square of the band-passed signal.
     Band {
@@ -151,7 +151,7 @@ impl Normalize {
     }
 }
 
-/// Parameters of a [`FeatureExtractor`] (the output's config keys).
+/// Parameters of a [`FeatureExtractor`](super::FeatureExtractor) (the output's config keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureConfig {
     /// Features, in output order.
