@@ -33,7 +33,7 @@
 //!
 //! **`mua_rate`.** The signal is high-passed (`mua_highpass_hz`, default 300 Hz, 4th-order
 //! Butterworth; 0 turns it off), its noise σ is `median |x| / 0.6745` from a running
-//! histogram ([`NoiseEstimator`]: first estimate after 50 ms, then re-estimated and its
+//! histogram of every 4th sample ([`NoiseEstimator`]: first estimate after 50 ms, then re-estimated and its
 //! counts halved every 0.5 s), the threshold is `k·σ` (`mua_threshold`, default −4.5;
 //! negative = downward crossings), and a crossing is counted when the signal goes beyond the
 //! threshold at least `mua_refractory_ms` (default 1 ms) after the last counted one.
@@ -82,6 +82,10 @@ struct Mua {
     have_thr: bool,
 }
 
+/// Every this-many-th sample (by global index) feeds the noise histogram: 7500 samples/s at
+/// 30 kHz are plenty for a median, and the histogram update is a large part of the cost.
+const NOISE_STRIDE: u64 = 4;
+
 /// Channels whose `mua_rate` loops run interleaved.
 const MUA_GROUP: usize = 4;
 
@@ -90,8 +94,10 @@ impl Mua {
     /// `c0 .. c0 + G` (segments of equal length); returns each channel's crossings.
     #[inline]
     #[allow(clippy::needless_range_loop)] // sample i of G rows side by side
-    fn run<const G: usize>(&mut self, c0: usize, xs: [&[f32]; G]) -> [u64; G] {
+    fn run<const G: usize>(&mut self, c0: usize, pos: u64, xs: [&[f32]; G]) -> [u64; G] {
         let n = xs[0].len();
+        // Global sample index modulo NOISE_STRIDE: which samples feed the noise histogram.
+        let mut phase = (pos % NOISE_STRIDE) as u32;
         let (sign, refr) = (self.sign, self.refractory);
         let thr: [f32; G] = std::array::from_fn(|g| self.thr[c0 + g]);
         let mut beyond: [bool; G] = std::array::from_fn(|g| self.beyond[c0 + g]);
@@ -104,7 +110,9 @@ impl Mua {
                     Some(hp) => hp.run(c0 + g, v as f64) as f32,
                     None => v,
                 };
-                self.noise.add(c0 + g, y);
+                if phase == 0 {
+                    self.noise.add(c0 + g, y);
+                }
                 let b = sign * y > thr[g];
                 if b && !beyond[g] && since[g] >= refr {
                     cross[g] += 1;
@@ -112,6 +120,10 @@ impl Mua {
                 }
                 since[g] = since[g].saturating_add(1);
                 beyond[g] = b;
+            }
+            phase += 1;
+            if phase == NOISE_STRIDE as u32 {
+                phase = 0;
             }
         }
         for g in 0..G {
@@ -416,14 +428,14 @@ impl FeatureExtractor {
                 let mut c = 0;
                 while c + MUA_GROUP <= self.channels {
                     let xs: [&[f32]; MUA_GROUP] = std::array::from_fn(|g| &row(c + g)[a..b]);
-                    let cross = m.run(c, xs);
+                    let cross = m.run(c, self.pos, xs);
                     for (g, &n) in cross.iter().enumerate() {
                         self.acc[(c + g) * (kk + 1) + kk].cross += n;
                     }
                     c += MUA_GROUP;
                 }
                 while c < self.channels {
-                    let cross = m.run(c, [&row(c)[a..b]]);
+                    let cross = m.run(c, self.pos, [&row(c)[a..b]]);
                     self.acc[c * (kk + 1) + kk].cross += cross[0];
                     c += 1;
                 }
