@@ -33,8 +33,9 @@
 //!
 //! **`mua_rate`.** The signal is high-passed (`mua_highpass_hz`, default 300 Hz, 4th-order
 //! Butterworth; 0 turns it off), its noise σ is `median |x| / 0.6745` from a running
-//! histogram of every 4th sample ([`NoiseEstimator`]: first estimate after 50 ms, then re-estimated and its
-//! counts halved every 0.5 s), the threshold is `k·σ` (`mua_threshold`, default −4.5;
+//! histogram of every 4th sample ([`NoiseEstimator`]: first estimate after 50 ms, then
+//! re-estimated and its counts halved every 0.5 s), the threshold is `k·σ` (`mua_threshold`,
+//! default −4.5;
 //! negative = downward crossings), and a crossing is counted when the signal goes beyond the
 //! threshold at least `mua_refractory_ms` (default 1 ms) after the last counted one.
 //!
@@ -43,6 +44,10 @@
 //! 10 s) of the same feature and channel, the current value included (so `minmax` is in
 //! 0..1; a constant baseline gives 0 for `zscore` and 0.5 for `minmax`). The baseline is 16
 //! blocks of ticks plus the current block, again exact block sums.
+//!
+//! **Memory.** Per channel: the window ring (K + 1 blocks), and per band the decimator's
+//! history (`2·L` floats: alpha ≈ 10 KB, delta ≈ 30 KB per channel at 30 kHz) and six
+//! sections; for `mua_rate` a 6 KB histogram. 256 channels with rms + alpha + mua: ≈ 4.5 MB.
 //!
 //! **Bad samples.** NaN/∞ samples spoil only the blocks they fall in (they leave the window
 //! after K ticks); the band-pass and high-pass states are checked at each tick and reset if
