@@ -55,6 +55,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dsp;
 pub mod engine;
 pub mod frame;
 pub mod ingest;
