@@ -610,10 +610,11 @@ fn heartbeat_loop(sock: zmq::Socket, stop: Arc<AtomicBool>, answered: Arc<Atomic
         };
         let first: &[u8] = frames.first().map(|f| f.as_slice()).unwrap_or(&[]);
         let reply = heartbeat_reply(first);
+        // Counted before the reply goes out: a client that has its reply must find it counted.
+        answered.fetch_add(1, Ordering::Relaxed);
         if sock.send(reply, 0).is_err() {
             break;
         }
-        answered.fetch_add(1, Ordering::Relaxed);
     }
     let _ = sock.set_linger(0);
 }
