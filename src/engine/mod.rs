@@ -23,6 +23,7 @@ mod counters;
 mod heartbeat;
 mod pin;
 mod receiver;
+pub mod record;
 mod report;
 pub mod sched;
 mod shard;
