@@ -1,7 +1,7 @@
 //! Pinning the hot threads (`zmq_rx`, `osc_tx_N`) to cores, and the report of what happened.
 //!
-//! The plan is made before the threads start: hot thread `i` (0 = `zmq_rx`, then the
-//! shards) goes on the `i`-th core counted from the last one, wrapping round when there are
+//! The plan is made before the threads start: hot thread `i` (the receivers first, one per
+//! source: `zmq_rx`, or `zmq_rx_<name>` with several sources; then the shards) goes on the `i`-th core counted from the last one, wrapping round when there are
 //! fewer cores than hot threads. Each thread pins itself first thing (`core_affinity`
 //! acts on the calling thread) and reports whether the call succeeded back to
 //! [`crate::engine::Engine::start`], which waits for every answer, so the start-up line and the
@@ -92,7 +92,7 @@ impl PinReport {
     }
 }
 
-/// Name of hot thread `i` (0 = receiver).
+/// Name of hot thread `i` with a single source (0 = receiver).
 pub fn hot_thread_name(i: usize) -> String {
     if i == 0 {
         "zmq_rx".into()
@@ -144,10 +144,12 @@ impl PinResults {
     }
 
     /// Waits (bounded) for every planned thread's answer and builds the report.
+    /// `names[i]` is hot thread `i`'s name.
     pub(crate) fn report(
         self,
         request: PinRequest,
         plan: Result<Vec<core_affinity::CoreId>, String>,
+        names: &[String],
     ) -> PinReport {
         let cores = match plan {
             Err(why) => {
@@ -179,7 +181,7 @@ impl PinResults {
                 .zip(ok)
                 .enumerate()
                 .map(|(i, (c, ok))| ThreadPin {
-                    thread: hot_thread_name(i),
+                    thread: names.get(i).cloned().unwrap_or_else(|| hot_thread_name(i)),
                     core: c.id,
                     ok,
                 })

@@ -1,0 +1,340 @@
+//! Several ZeroMQ sources in one bridge (`zmq.sources`): two publishers on two ports, one
+//! bridge with two sources and one output per source. Every row of each output carries its
+//! own source's values; stopping one publisher never stalls the other source's output; a
+//! publisher restarted on the same port (message_num from 1 again) resumes its output and is
+//! counted as a restart of that source only. The JSON stats, the final report and the
+//! ledger show each source.
+
+mod common;
+
+use common::*;
+use oe_testkit::sim::Publisher;
+use rosc::OscPacket;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+use zmq2osc::config::Config;
+use zmq2osc::engine::Engine;
+use zmq2osc::telemetry::livestats;
+
+const A_CH: [u32; 3] = [0, 1, 2];
+const B_CH: [u32; 2] = [5, 6];
+const BLOCK: usize = 32;
+
+/// A publisher with heartbeat replies on a random free port pair.
+fn publisher_hb(ctx: &zmq::Context) -> Publisher {
+    Publisher::bind_with_heartbeat(ctx, "127.0.0.1", 0).expect("publisher")
+}
+
+/// Binds a publisher (with heartbeat replies) on `port`, retrying while the old one's port
+/// is still being released.
+fn rebind(ctx: &zmq::Context, port: u16) -> Publisher {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Publisher::bind_with_heartbeat(ctx, "127.0.0.1", port) {
+            Ok(p) => return p,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot rebind {port}: {e}"),
+        }
+    }
+}
+
+fn config_text(pa: u16, pb: u16, oa: u16, ob: u16) -> String {
+    format!(
+        r#"{{
+  "zmq": {{"host": "127.0.0.1", "data_port": {pa}, "heartbeat_timeout": 0.05,
+           "not_responding_timeout": 0.5, "data_timeout_seconds": 120,
+           "sources": [{{"name": "probeA"}}, {{"name": "probeB", "data_port": {pb}}}]}},
+  "performance": {{"pin_threads": false, "max_channels": 64, "max_block_samples": 256,
+                   "osc_queue_max_size": 16}},
+  "outputs": [
+    {{"name": "outA", "host": "127.0.0.1", "port": {oa}, "source": "probeA",
+      "downsampling_factor": 1}},
+    {{"name": "outB", "host": "127.0.0.1", "port": {ob}, "source": "probeB",
+      "downsampling_factor": 1}}
+  ]
+}}"#
+    )
+}
+
+/// Rows (the floats of each `/data/sample` message) received until one starts with `last`
+/// (or the bound passes).
+fn rows_until(s: &UdpSocket, last: f32) -> Vec<Vec<f32>> {
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut out: Vec<Vec<f32>> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if out.last().is_some_and(|r| r.first() == Some(&last)) {
+            break;
+        }
+        if let Ok(n) = s.recv(&mut buf) {
+            match rosc::decoder::decode_udp(&buf[..n]) {
+                Ok((_, OscPacket::Message(m))) => {
+                    assert_eq!(m.addr, "/data/sample", "unexpected address");
+                    out.push(floats(&m.args));
+                }
+                other => panic!("not an OSC message: {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+/// The rows a block of `channels` from sample `j` must become (F = 1).
+fn expected_rows(channels: &[u32], j: i64, n: usize) -> Vec<Vec<f32>> {
+    (0..n as i64)
+        .map(|k| {
+            channels
+                .iter()
+                .map(|&c| (c as i64 * 1000 + j + k) as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Publishes blocks on `p` until its output shows a row of this run (first value at least
+/// the first sample sent now); returns the next sample number. Blocks sent while the
+/// bridge (re)learns the channel set are dropped there (counted), which is why this loops.
+fn warm_up(p: &mut Publisher, channels: &[u32], rx: &UdpSocket, mut j: i64) -> i64 {
+    let start = j;
+    rx.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let t = Instant::now();
+    while t.elapsed() < WAIT {
+        send_block(p, channels, j, BLOCK);
+        j += BLOCK as i64;
+        while let Ok(n) = rx.recv(&mut buf) {
+            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+                let first = floats(&m.args).first().copied().unwrap_or(-1.0);
+                if first >= (channels[0] as i64 * 1000 + start) as f32 {
+                    // Let the rest of what was sent arrive, then drop it: the checked
+                    // phase starts on a clean socket at sample `j`.
+                    let last = (channels[0] as i64 * 1000 + j - 1) as f32;
+                    let _ = rows_until(rx, last);
+                    return j;
+                }
+            }
+        }
+    }
+    panic!("output of channels {channels:?} never started");
+}
+
+/// Sends one block on `p` and checks that exactly its rows arrive on `rx`, in order, with
+/// the block's own values.
+fn block_arrives(p: &mut Publisher, channels: &[u32], rx: &UdpSocket, j: i64, what: &str) {
+    send_block(p, channels, j, BLOCK);
+    let want = expected_rows(channels, j, BLOCK);
+    let got = rows_until(rx, want.last().unwrap()[0]);
+    assert_eq!(got, want, "{what}: block at sample {j}");
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
+    let ctx = zmq::Context::new();
+    let mut pa = publisher_hb(&ctx);
+    let mut pb = publisher_hb(&ctx);
+    let (port_a, port_b) = (pa.port(), pb.port());
+    let (rxa, oa) = receiver();
+    let (rxb, ob) = receiver();
+    let (cfg, warnings) =
+        Config::from_json_str(&config_text(port_a, port_b, oa, ob)).expect("config");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let eng = start(&cfg);
+    let started = Instant::now();
+    let l = eng.layout();
+    assert_eq!(l.sources.len(), 2);
+    assert_eq!(l.sources[0].name, "probeA");
+    assert_eq!(l.sources[0].receiver_thread, "zmq_rx_probeA");
+    assert_eq!(l.sources[1].receiver_thread, "zmq_rx_probeB");
+    assert_eq!(l.output_sources, vec![0, 1]);
+    assert_eq!(
+        l.sources[1].data_endpoint,
+        format!("tcp://127.0.0.1:{port_b}")
+    );
+    assert_ne!(
+        l.sources[0].uuid, l.sources[1].uuid,
+        "one heartbeat identity each"
+    );
+    assert!(l.sources[1].uuid.ends_with("-probeB"));
+
+    // Both outputs running, then every row of every block checked: A's values on A's
+    // output, B's on B's (B's channels and sample numbers differ from A's, so a row of
+    // the other source could not pass).
+    let mut ja = warm_up(&mut pa, &A_CH, &rxa, 0);
+    let mut jb = warm_up(&mut pb, &B_CH, &rxb, 100_000);
+    for _ in 0..10 {
+        block_arrives(&mut pa, &A_CH, &rxa, ja, "source A, both running");
+        block_arrives(&mut pb, &B_CH, &rxb, jb, "source B, both running");
+        ja += BLOCK as i64;
+        jb += BLOCK as i64;
+    }
+    // Each source's heartbeat goes to its own publisher.
+    wait_for("heartbeats on both publishers", || {
+        pa.heartbeats_answered() > 0 && pb.heartbeats_answered() > 0
+    });
+    let stats = eng.stats().clone();
+    wait_for("both heartbeats online", || {
+        stats.hb[0].state.get() == 1 && stats.hb[1].state.get() == 1
+    });
+
+    // B goes away: A's output keeps flowing, block after block, while B's heartbeat
+    // notices.
+    let before_gone = livestats::Sample::take(&stats, started);
+    drop(pb);
+    for _ in 0..10 {
+        block_arrives(&mut pa, &A_CH, &rxa, ja, "source A while B is gone");
+        ja += BLOCK as i64;
+    }
+    wait_for("B's heartbeat not responding", || {
+        stats.hb[1].state.get() >= 2
+    });
+    block_arrives(
+        &mut pa,
+        &A_CH,
+        &rxa,
+        ja,
+        "source A after B's heartbeat gave up",
+    );
+    ja += BLOCK as i64;
+    assert_eq!(stats.hb[0].state.get(), 1, "A's heartbeat stays online");
+    assert_eq!(stats.rx[1].restarts.get(), 0);
+
+    // B restarts on the same port: a new acquisition, message_num from 1, sample_num from 0.
+    let mut pb = rebind(&ctx, port_b);
+    let mut jb = warm_up(&mut pb, &B_CH, &rxb, 0);
+    for _ in 0..5 {
+        block_arrives(&mut pb, &B_CH, &rxb, jb, "source B after its restart");
+        block_arrives(&mut pa, &A_CH, &rxa, ja, "source A after B's restart");
+        ja += BLOCK as i64;
+        jb += BLOCK as i64;
+    }
+    wait_for("B's restart counted", || stats.rx[1].restarts.get() >= 1);
+    wait_for("B's heartbeat online again", || {
+        stats.hb[1].state.get() == 1
+    });
+
+    // JSON stats: top-level rx/hb are the sums, `sources` holds each.
+    let now = livestats::Sample::take(&stats, started);
+    let v: serde_json::Value =
+        serde_json::from_str(&livestats::json_line(&now, &before_gone, 16, false, &[])).unwrap();
+    let src = v["sources"].as_array().expect("sources array");
+    assert_eq!(src.len(), 2, "{v}");
+    assert_eq!(src[0]["name"], "probeA");
+    assert_eq!(src[1]["name"], "probeB");
+    assert_eq!(src[1]["endpoint"], format!("tcp://127.0.0.1:{port_b}"));
+    assert_eq!(src[0]["hb_state"], "online");
+    assert!(src[1]["rx"]["restarts"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(src[0]["rx"]["restarts"], 0, "{v}");
+    for key in ["messages", "blocks_emitted", "data_msgs"] {
+        assert_eq!(
+            v["rx"][key].as_u64().unwrap(),
+            src[0]["rx"][key].as_u64().unwrap() + src[1]["rx"][key].as_u64().unwrap(),
+            "rx.{key} is the sum over sources: {v}"
+        );
+    }
+    assert!(
+        src[1]["hb"]["data_disconnects"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    assert_eq!(src[0]["hb"]["data_disconnects"], 0, "{v}");
+
+    let r = eng.shutdown();
+    assert!(!r.failed);
+    assert!(r.sources_listed);
+    assert_eq!(r.sources.len(), 2);
+    let get = |v: &[(&str, u64)], n: &str| v.iter().find(|(k, _)| *k == n).unwrap().1;
+    assert!(get(&r.sources[1].rx, "restarts") >= 1);
+    assert_eq!(get(&r.sources[0].rx, "restarts"), 0);
+    // Each output encoded what its own source emitted (F = 1: every block).
+    let frames = |i: usize| get(&r.tx[i], "frames");
+    assert_eq!(frames(0), get(&r.sources[0].rx, "blocks_emitted"));
+    assert_eq!(frames(1), get(&r.sources[1].rx, "blocks_emitted"));
+    assert_ne!(frames(0), frames(1));
+    let (ledger, balanced) = r.ledger();
+    assert!(balanced, "{ledger}");
+    assert!(
+        ledger.contains("ledger     <probeA> blocks received"),
+        "{ledger}"
+    );
+    assert!(
+        ledger.contains("ledger     <probeB> blocks received"),
+        "{ledger}"
+    );
+    assert!(ledger.contains("[outB] from <probeB>"), "{ledger}");
+    let text = zmq2osc::app::text::final_report(&r, None, None, Duration::from_secs(1));
+    assert!(
+        text.contains("source     <probeA> tcp://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("source     <probeB> tcp://127.0.0.1:{port_b}")),
+        "{text}"
+    );
+    drop(pa);
+    drop(pb);
+}
+
+/// With only the original keys, the bridge is exactly one source as before: no `sources` in
+/// the JSON, no source lines in the report, thread names unchanged.
+#[test]
+fn original_keys_mean_one_unlisted_source() {
+    let ctx = zmq::Context::new();
+    let (mut p, zp) = publisher(&ctx);
+    let (rx, op) = receiver();
+    let mut cfg = config(zp, op);
+    cfg.osc.processing.downsampling_factor = 1;
+    let eng: Engine = start(&cfg);
+    let started = Instant::now();
+    let l = eng.layout();
+    assert_eq!(l.sources.len(), 1);
+    assert!(!l.sources_listed);
+    assert_eq!(l.sources[0].receiver_thread, "zmq_rx");
+    assert_eq!(l.sources[0].uuid, "1618");
+    warm_up(&mut p, &A_CH, &rx, 0);
+    let s = livestats::Sample::take(eng.stats(), started);
+    assert!(s.sources.is_empty());
+    let v: serde_json::Value =
+        serde_json::from_str(&livestats::json_line(&s, &s, 16, false, &[])).unwrap();
+    assert!(v.get("sources").is_none(), "{v}");
+    let r = eng.shutdown();
+    assert!(!r.sources_listed);
+    let (ledger, ok) = r.ledger();
+    assert!(ok, "{ledger}");
+    assert!(ledger.starts_with("ledger     blocks received"), "{ledger}");
+    assert!(!ledger.contains(" from <"), "{ledger}");
+    let text = zmq2osc::app::text::final_report(&r, None, None, Duration::from_secs(1));
+    assert!(!text.contains("source     <"), "{text}");
+}
+
+/// The binary: an output naming no source is a config error (exit 2) naming the key path.
+#[test]
+fn unknown_source_is_a_config_error_naming_the_key() {
+    let dir = tempdir("sources-bad");
+    let path = dir.join("bad.json");
+    std::fs::write(
+        &path,
+        r#"{"zmq": {"sources": [{"name": "probeA"}, {"name": "probeB", "data_port": 6000}]},
+            "outputs": [{"port": 9000}, {"port": 9001, "source": "probeC"}]}"#,
+    )
+    .unwrap();
+    let out = bridge_bin()
+        .args(["--config", path.to_str().unwrap(), "--seconds", "0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outputs[1].source"), "{err}");
+    assert!(err.contains("probeC"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
