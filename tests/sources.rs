@@ -167,6 +167,23 @@ fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
         "one heartbeat identity each"
     );
     assert!(l.sources[1].uuid.ends_with("-probeB"));
+    #[cfg(target_os = "linux")]
+    {
+        // One receiver and one heartbeat thread per source, under their own names.
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect();
+        for want in [
+            "zmq_rx_probeA",
+            "zmq_rx_probeB",
+            "zmq_hb_probeA",
+            "zmq_hb_probeB",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+    }
 
     // Both outputs running, then every row of every block checked: A's values on A's
     // output, B's on B's (B's channels and sample numbers differ from A's, so a row of

@@ -777,4 +777,43 @@ mod tests {
         assert_eq!(effective_uuid("1618"), "1618");
         assert!(heartbeat_message(&a).contains(&format!("ZMQ2OSC-{}", &a[..4])));
     }
+
+    #[test]
+    fn per_source_thread_names_fit_linux() {
+        assert_eq!(source_thread_name("zmq_rx", "probeA", 0, 1), "zmq_rx");
+        assert_eq!(
+            source_thread_name("zmq_rx", "probeA", 0, 2),
+            "zmq_rx_probeA"
+        );
+        assert_eq!(source_thread_name("zmq_hb", "B", 1, 2), "zmq_hb_B");
+        // Too long for 15 bytes, or not plain ASCII (a NUL would even make spawn fail).
+        assert_eq!(
+            source_thread_name("zmq_rx", "probe_left_A", 3, 4),
+            "zmq_rx_3"
+        );
+        assert_eq!(source_thread_name("zmq_rx", "a\0b", 1, 2), "zmq_rx_1");
+        assert_eq!(source_thread_name("zmq_rx", "sonde-é", 1, 2), "zmq_rx_1");
+        for n in ["zmq_rx_probeA", "zmq_rx_3"] {
+            assert!(n.len() <= 15);
+        }
+    }
+
+    #[test]
+    fn heartbeat_uuid_per_source() {
+        let (one, _) = Config::from_json_str(r#"{"zmq": {"sources": [{"name": "a"}]}}"#).unwrap();
+        assert_eq!(source_uuid(&one, "a"), "1618", "one source: unchanged");
+        let (two, _) = Config::from_json_str(
+            r#"{"zmq": {"app_uuid": "77", "sources": [{"name": "a"}, {"name": "b", "data_port": 7000}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(source_uuid(&two, "a"), "77-a");
+        assert_eq!(source_uuid(&two, "b"), "77-b");
+        let (auto, _) = Config::from_json_str(
+            r#"{"zmq": {"app_uuid": "auto", "sources": [{"name": "a"}, {"name": "b", "data_port": 7000}]}}"#,
+        )
+        .unwrap();
+        let (a, b) = (source_uuid(&auto, "a"), source_uuid(&auto, "b"));
+        assert_ne!(a, b);
+        assert_eq!(a, format!("{}-a", effective_uuid("auto")));
+    }
 }
