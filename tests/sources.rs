@@ -169,19 +169,24 @@ fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
     assert!(l.sources[1].uuid.ends_with("-probeB"));
     #[cfg(target_os = "linux")]
     {
-        // One receiver and one heartbeat thread per source, under their own names.
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|n| n.trim().to_string())
-            .collect();
+        // One receiver and one heartbeat thread per source, under their own names (each
+        // thread sets its name itself once it runs: wait for it).
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .map(|d| {
+                    d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                        .map(|n| n.trim().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         for want in [
             "zmq_rx_probeA",
             "zmq_rx_probeB",
             "zmq_hb_probeA",
             "zmq_hb_probeB",
         ] {
-            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+            wait_for(want, || names().iter().any(|n| n == want));
         }
     }
 
@@ -228,7 +233,11 @@ fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
     assert_eq!(stats.rx[1].restarts.get(), 0);
 
     // B restarts on the same port: a new acquisition, message_num from 1, sample_num from 0.
+    // (Waiting for the bridge's subscription first, so its first message is message_num 1:
+    // a publisher that sent past the old one's last number before the bridge reconnected
+    // would look like upstream loss, not a restart.)
     let mut pb = rebind(&ctx, port_b);
+    pb.wait_for_subscriber(WAIT).expect("the bridge reconnects to B");
     let mut jb = warm_up(&mut pb, &B_CH, &rxb, 0);
     for _ in 0..5 {
         block_arrives(&mut pb, &B_CH, &rxb, jb, "source B after its restart");
