@@ -237,7 +237,8 @@ fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
     // a publisher that sent past the old one's last number before the bridge reconnected
     // would look like upstream loss, not a restart.)
     let mut pb = rebind(&ctx, port_b);
-    pb.wait_for_subscriber(WAIT).expect("the bridge reconnects to B");
+    pb.wait_for_subscriber(WAIT)
+        .expect("the bridge reconnects to B");
     let mut jb = warm_up(&mut pb, &B_CH, &rxb, 0);
     for _ in 0..5 {
         block_arrives(&mut pb, &B_CH, &rxb, jb, "source B after its restart");
@@ -362,5 +363,75 @@ fn unknown_source_is_a_config_error_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("outputs[1].source"), "{err}");
     assert!(err.contains("probeC"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The binary with two sources: start-up lines, status lines, JSON stats and the final
+/// report each show both sources, with each source's own counters.
+#[test]
+fn binary_shows_every_source() {
+    let ctx = zmq::Context::new();
+    let mut pa = publisher_hb(&ctx);
+    let mut pb = publisher_hb(&ctx);
+    let (rxa, oa) = receiver();
+    let (rxb, ob) = receiver();
+    let dir = tempdir("sources-bin");
+    let path = dir.join("two.json");
+    std::fs::write(&path, config_text(pa.port(), pb.port(), oa, ob)).unwrap();
+    let mut child = bridge_bin()
+        .args(["--config", path.to_str().unwrap()])
+        .args(["--seconds", "3", "--stats-interval", "0.2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both publishers stream until their outputs run, then the bridge stops by itself.
+    let _ = warm_up(&mut pa, &A_CH, &rxa, 0);
+    let _ = warm_up(&mut pb, &B_CH, &rxb, 100_000);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["probeA", "probeB"] {
+        assert!(
+            stderr.contains(&format!("  source     <{name}> ZMQ data tcp://127.0.0.1:")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("<{name}> ")), "{stderr}");
+    }
+    assert!(stderr.contains(" | sources: <probeA> "), "{stderr}");
+    assert!(stderr.contains("(from <probeB>)"), "{stderr}");
+    let last: serde_json::Value = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .last()
+        .expect("JSON lines");
+    assert_eq!(last["final"], true);
+    let src = last["sources"].as_array().expect("sources");
+    assert_eq!(
+        src.iter().map(|s| s["name"].clone()).collect::<Vec<_>>(),
+        ["probeA", "probeB"]
+    );
+    for s in src {
+        assert!(s["rx"]["blocks_emitted"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert_eq!(
+        last["rx"]["messages"].as_u64().unwrap(),
+        src[0]["rx"]["messages"].as_u64().unwrap() + src[1]["rx"]["messages"].as_u64().unwrap()
+    );
+    assert!(
+        stdout.contains("source     <probeA> tcp://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("source     <probeB> tcp://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ledger     <probeB> blocks received"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("NOT BALANCED"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
