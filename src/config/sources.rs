@@ -117,7 +117,8 @@ impl Config {
     }
 
     /// Checks the sources (names given and unique) and every output's `source` (must name
-    /// one); warns about two sources on the same endpoint.
+    /// one); warns about two sources on the same endpoint and about a source no output
+    /// carries.
     pub(super) fn check_sources(&self, w: &mut Vec<String>) -> CResult<()> {
         for (i, s) in self.zmq.sources.iter().enumerate() {
             let Some(name) = &s.name else {
@@ -155,6 +156,17 @@ impl Config {
                     return Err(ConfigError::at(
                         &format!("outputs[{i}].source"),
                         format!("no source named '{src}' (sources: {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        if self.sources_listed() {
+            let fed = self.output_source_indices();
+            for (i, s) in specs.iter().enumerate() {
+                if !fed.contains(&i) {
+                    w.push(format!(
+                        "source '{}' feeds no output (name it in an output's \"source\"); its messages are received and counted only",
+                        s.name
                     ));
                 }
             }

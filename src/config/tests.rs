@@ -802,8 +802,10 @@ fn source_errors_name_the_key() {
         w,
         vec!["unknown config key 'zmq.sources[0].prot' ignored".to_string()]
     );
-    // Two sources on one endpoint: allowed, with a warning.
+    // Two sources on one endpoint: allowed, with a warning; so is a source no output
+    // carries (the original's single output carries the first).
     let (_, w) = parse(r#"{"zmq": {"sources": [{"name": "a"}, {"name": "b"}]}}"#);
-    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
     assert!(w[0].contains("'a' and 'b' both subscribe"), "{w:?}");
+    assert!(w[1].starts_with("source 'b' feeds no output"), "{w:?}");
 }
