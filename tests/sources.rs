@@ -378,7 +378,7 @@ fn binary_shows_every_source() {
     let dir = tempdir("sources-bin");
     let path = dir.join("two.json");
     std::fs::write(&path, config_text(pa.port(), pb.port(), oa, ob)).unwrap();
-    let mut child = bridge_bin()
+    let child = bridge_bin()
         .args(["--config", path.to_str().unwrap()])
         .args(["--seconds", "3", "--stats-interval", "0.2"])
         .stdout(std::process::Stdio::piped())
@@ -403,9 +403,8 @@ fn binary_shows_every_source() {
     assert!(stderr.contains("(from <probeB>)"), "{stderr}");
     let last: serde_json::Value = stdout
         .lines()
-        .filter(|l| l.starts_with('{'))
+        .rfind(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
-        .last()
         .expect("JSON lines");
     assert_eq!(last["final"], true);
     let src = last["sources"].as_array().expect("sources");
