@@ -3,18 +3,66 @@
 //! own source's values; stopping one publisher never stalls the other source's output; a
 //! publisher restarted on the same port (message_num from 1 again) resumes its output and is
 //! counted as a restart of that source only. The JSON stats, the final report and the
-//! ledger show each source.
+//! ledger show each source. With two sources the hot threads (each receiver, each encoder)
+//! still allocate nothing in steady state (a counting global allocator, as in no_alloc.rs).
 
 mod common;
 
 use common::*;
 use oe_testkit::sim::Publisher;
 use rosc::OscPacket;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zmq2osc::config::Config;
 use zmq2osc::engine::Engine;
 use zmq2osc::telemetry::livestats;
+
+struct Counting;
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+static HOT_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Tests that run an engine in this process take turns, so the allocation count of one
+/// never sees another's start-up.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) && zmq2osc::hot::is_hot() {
+            HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) && zmq2osc::hot::is_hot() {
+            HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) && zmq2osc::hot::is_hot() {
+            HOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const A_CH: [u32; 3] = [0, 1, 2];
 const B_CH: [u32; 2] = [5, 6];
@@ -141,6 +189,7 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
+    let _serial = serial();
     let ctx = zmq::Context::new();
     let mut pa = publisher_hb(&ctx);
     let mut pb = publisher_hb(&ctx);
@@ -316,6 +365,7 @@ fn two_sources_each_feed_their_own_output_and_survive_a_restart() {
 /// the JSON, no source lines in the report, thread names unchanged.
 #[test]
 fn original_keys_mean_one_unlisted_source() {
+    let _serial = serial();
     let ctx = zmq::Context::new();
     let (mut p, zp) = publisher(&ctx);
     let (rx, op) = receiver();
@@ -433,4 +483,76 @@ fn binary_shows_every_source() {
     );
     assert!(!stdout.contains("NOT BALANCED"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two sources streaming at once: no hot thread (either receiver, either encoder) allocates
+/// in steady state.
+#[test]
+fn two_sources_hot_threads_do_not_allocate() {
+    let _serial = serial();
+    let ctx = zmq::Context::new();
+    let mut pa = publisher_hb(&ctx);
+    let mut pb = publisher_hb(&ctx);
+    let (rxa, oa) = receiver();
+    let (rxb, ob) = receiver();
+    let (cfg, _) = Config::from_json_str(&config_text(pa.port(), pb.port(), oa, ob)).unwrap();
+    let eng = start(&cfg);
+    pa.wait_for_subscriber(WAIT).unwrap();
+    pb.wait_for_subscriber(WAIT).unwrap();
+    // Drain threads keep the receivers' buffers from overflowing (not hot threads).
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = |s: UdpSocket| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if s.recv(&mut buf).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let (da, db) = (drain(rxa), drain(rxb));
+    let stats = eng.stats().clone();
+    // Frames each output handled: sent, or dropped by the queue policy.
+    let handled = |i: usize| {
+        stats.tx[i].frames.get()
+            + stats.tx[i].dropped_oldest.get()
+            + stats.rx_out[i].dropped_newest.get()
+    };
+    let (mut ja, mut jb) = (0i64, 100_000i64);
+    // Warm-up: channel sets learned, layouts set, every buffer touched once.
+    for _ in 0..20 {
+        send_block(&mut pa, &A_CH, ja, BLOCK);
+        send_block(&mut pb, &B_CH, jb, BLOCK);
+        ja += BLOCK as i64;
+        jb += BLOCK as i64;
+    }
+    wait_for("warm-up", || handled(0) >= 19 && handled(1) >= 19);
+    let (h0, h1) = (handled(0), handled(1));
+    ARMED.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        send_block(&mut pa, &A_CH, ja, BLOCK);
+        send_block(&mut pb, &B_CH, jb, BLOCK);
+        ja += BLOCK as i64;
+        jb += BLOCK as i64;
+    }
+    wait_for("steady state", || {
+        handled(0) >= h0 + 100 && handled(1) >= h1 + 100
+    });
+    ARMED.store(false, Ordering::SeqCst);
+    let allocs = HOT_ALLOCS.swap(0, Ordering::SeqCst);
+    let r = eng.shutdown();
+    stop.store(true, Ordering::SeqCst);
+    let (na, nb) = (da.join().unwrap(), db.join().unwrap());
+    assert!(na > 0 && nb > 0, "a receiver got nothing: {na} {nb}");
+    assert!(!r.failed);
+    assert!(r.ledger().1, "{}", r.ledger().0);
+    assert_eq!(
+        allocs, 0,
+        "hot threads allocated {allocs} times in steady state"
+    );
 }
