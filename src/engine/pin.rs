@@ -262,4 +262,37 @@ mod tests {
         assert_eq!(s.describe(), "auto: skipped: few cores");
         assert_eq!(s.to_json()["skipped"], "few cores");
     }
+
+    #[test]
+    fn report_names_every_planned_hot_thread() {
+        // Two sources and two outputs: four hot threads, each receiver and each shard.
+        let names: Vec<String> = ["zmq_rx_a", "zmq_rx_b", "osc_tx_0", "osc_tx_1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cores: Vec<CoreId> = (0..8).map(|id| CoreId { id }).collect();
+        let plan = plan(PinRequest::Auto, &cores, names.len()).unwrap();
+        assert_eq!(plan.len(), 4);
+        let results = PinResults::new(names.len());
+        for i in 0..names.len() {
+            // What each thread's `pin()` reports (without pinning the test thread).
+            let p = results.pinner(i, Some(plan[i]));
+            p.tx.try_send((i, i != 2)).unwrap();
+        }
+        let r = results.report(PinRequest::Auto, Ok(plan), &names);
+        let got: Vec<(&str, usize, bool)> = r
+            .threads
+            .iter()
+            .map(|t| (t.thread.as_str(), t.core, t.ok))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("zmq_rx_a", 7, true),
+                ("zmq_rx_b", 6, true),
+                ("osc_tx_0", 5, false),
+                ("osc_tx_1", 4, true)
+            ]
+        );
+    }
 }

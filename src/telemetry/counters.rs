@@ -1,8 +1,10 @@
 //! The counter blocks and the shared statistics every reader sees.
 //!
-//! One `#[repr(C)]` block of named [`Counter`]s per writer thread: [`RxCounters`] and one
-//! [`RxOutputCounters`] per output (written by `zmq_rx`), one [`TxCounters`] per output
-//! (written by its `osc_tx_N`), [`HbCounters`] (written by `zmq_hb`). Every block sits in its
+//! One `#[repr(C)]` block of named [`Counter`]s per writer thread: per source an
+//! [`RxCounters`] (written by that source's receiver, `zmq_rx`) and an [`HbCounters`]
+//! (written by its heartbeat thread, `zmq_hb`), kept in a [`PerSource`] that sums them for
+//! readers; one [`RxOutputCounters`] per output (written by the receiver of the output's
+//! source) and one [`TxCounters`] per output (written by its `osc_tx_N`). Every block sits in its
 //! own [`CachePadded`] slot, so the counters themselves (not a pointer to them) are padded and
 //! no two writers share a cache line. Each counter has exactly one writing thread, which
 //! publishes its plain-integer tallies with `Relaxed` stores now and then; readers (status
