@@ -80,6 +80,20 @@ pub fn follow(q: &OscQuery, cfg: &Config, shared: &Shared, seen: &mut Vec<Option
     let specs = cfg.output_specs();
     let mut snap = bridge::snapshot(&name(cfg), &specs, layouts[0].as_ref());
     if layouts.len() > 1 {
+        let each: Vec<String> = cfg
+            .source_specs()
+            .iter()
+            .zip(&layouts)
+            .map(|(s, l)| match l {
+                Some(l) => format!("source '{}': {}", s.name, l.describe()),
+                None => format!("source '{}': waiting for the first block", s.name),
+            })
+            .collect();
+        snap.description = format!(
+            "Open Ephys ZMQ Interface bridged to OSC: {} output(s); {}",
+            specs.len(),
+            each.join("; ")
+        );
         let of = cfg.output_source_indices();
         snap.methods = specs
             .iter()
