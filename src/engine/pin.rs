@@ -274,9 +274,9 @@ mod tests {
         let plan = plan(PinRequest::Auto, &cores, names.len()).unwrap();
         assert_eq!(plan.len(), 4);
         let results = PinResults::new(names.len());
-        for i in 0..names.len() {
+        for (i, core) in plan.iter().enumerate() {
             // What each thread's `pin()` reports (without pinning the test thread).
-            let p = results.pinner(i, Some(plan[i]));
+            let p = results.pinner(i, Some(*core));
             p.tx.try_send((i, i != 2)).unwrap();
         }
         let r = results.report(PinRequest::Auto, Ok(plan), &names);
