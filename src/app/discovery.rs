@@ -61,15 +61,45 @@ pub fn json(q: &OscQuery) -> Value {
     json!({ "url": format!("http://{}/", q.local_addr()) })
 }
 
-/// Hands the server a new namespace when the layout (channel set, stream, rate, names) has
-/// changed since `seen` (called by the controller a few times a second; off the hot path).
-pub fn follow(q: &OscQuery, cfg: &Config, shared: &Shared, seen: &mut Option<u32>) {
-    let Some(l) = shared.layout_snapshot() else {
-        return;
-    };
-    if *seen == Some(l.generation) {
+/// Hands the server a new namespace when the layout (channel set, stream, rate, names) of
+/// any source has changed since `seen` (one generation per source; called by the controller
+/// a few times a second; off the hot path). Each output's addresses follow its own
+/// source's layout.
+pub fn follow(q: &OscQuery, cfg: &Config, shared: &Shared, seen: &mut Vec<Option<u32>>) {
+    let layouts: Vec<_> = (0..shared.sources.len())
+        .map(|i| shared.source_layout_snapshot(i))
+        .collect();
+    let generations: Vec<Option<u32>> = layouts
+        .iter()
+        .map(|l| l.as_ref().map(|l| l.generation))
+        .collect();
+    if layouts.iter().all(Option::is_none) || *seen == generations {
         return;
     }
-    *seen = Some(l.generation);
-    q.update(bridge::snapshot(&name(cfg), &cfg.output_specs(), Some(&l)));
+    *seen = generations;
+    let specs = cfg.output_specs();
+    let mut snap = bridge::snapshot(&name(cfg), &specs, layouts[0].as_ref());
+    if layouts.len() > 1 {
+        let each: Vec<String> = cfg
+            .source_specs()
+            .iter()
+            .zip(&layouts)
+            .map(|(s, l)| match l {
+                Some(l) => format!("source '{}': {}", s.name, l.describe()),
+                None => format!("source '{}': waiting for the first block", s.name),
+            })
+            .collect();
+        snap.description = format!(
+            "Open Ephys ZMQ Interface bridged to OSC: {} output(s); {}",
+            specs.len(),
+            each.join("; ")
+        );
+        let of = cfg.output_source_indices();
+        snap.methods = specs
+            .iter()
+            .zip(of)
+            .flat_map(|(s, i)| bridge::methods(s, layouts.get(i).and_then(Option::as_ref)))
+            .collect();
+    }
+    q.update(snap);
 }

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> Result<u8, Fail> {
         Some(q) => Some(discovery::start(q, &cfg, info)?),
         None => None,
     };
-    let mut layout_seen = None;
+    let mut layout_seen = Vec::new();
 
     let started = Instant::now();
     let shared = eng.stats().clone();

@@ -50,14 +50,32 @@ pub fn dashboard_info(cfg: &Config, eng: &Engine) -> DashboardInfo {
 pub fn print_startup(cfg: &Config, eng: &Engine) {
     let l = eng.layout();
     eprintln!("openephys-zmq2osc {}", env!("CARGO_PKG_VERSION"));
-    eprintln!(
-        "  ZMQ data   {} (SUB)   heartbeat {} as {}",
-        l.data_endpoint,
-        l.heartbeat_endpoint,
-        engine::heartbeat_message(&engine::effective_uuid(&cfg.zmq.app_uuid))
-    );
-    for o in &l.outputs {
-        eprintln!("  OSC        {}", o.describe());
+    if l.sources_listed {
+        for s in &l.sources {
+            eprintln!(
+                "  source     <{}> ZMQ data {} (SUB, thread {})   heartbeat {} as {}",
+                s.name,
+                s.data_endpoint,
+                s.receiver_thread,
+                s.heartbeat_endpoint,
+                engine::heartbeat_message(&s.uuid)
+            );
+        }
+    } else {
+        eprintln!(
+            "  ZMQ data   {} (SUB)   heartbeat {} as {}",
+            l.data_endpoint,
+            l.heartbeat_endpoint,
+            engine::heartbeat_message(&engine::effective_uuid(&cfg.zmq.app_uuid))
+        );
+    }
+    for (i, o) in l.outputs.iter().enumerate() {
+        match l.output_sources.get(i).and_then(|&s| l.sources.get(s)) {
+            Some(s) if l.sources_listed => {
+                eprintln!("  OSC        {} (from <{}>)", o.describe(), s.name)
+            }
+            _ => eprintln!("  OSC        {}", o.describe()),
+        }
     }
     eprintln!(
         "  slab       {} frames × {} ch × {} samples = {:.1} MiB reserved (ring {} blocks, policy {}); \
@@ -85,6 +103,33 @@ pub fn status_line(
 ) -> String {
     let r = livestats::Rates::between(prev, cur);
     let d = cur.drops();
+    // With listed sources: each source's message rate, channels and heartbeat state.
+    let per_source = if cur.sources.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = cur
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let msgs = prev.sources.get(i).map_or(0, |p| p.rx("messages"));
+                let rate = if r.dt > 0.0 {
+                    s.rx("messages").saturating_sub(msgs) as f64 / r.dt
+                } else {
+                    0.0
+                };
+                format!(
+                    "<{}> {:.0} msg/s {} ch restarts {} heartbeat {}",
+                    s.name,
+                    rate,
+                    s.rx("channels"),
+                    s.rx("restarts"),
+                    s.hb_state()
+                )
+            })
+            .collect();
+        format!(" | sources: {}", parts.join(", "))
+    };
     let kernel = kernel_drops.map_or(String::new(), |k| format!(" kernel {k}"));
     let lat = cur.bridge_added.map_or(String::new(), |(p50, p99, _)| {
         format!(
@@ -96,7 +141,7 @@ pub fn status_line(
     format!(
         "[{:7.1}s] zmq {:>7.0} msg/s {:>4.0} blocks/s {} ch @ {:.1} Hz | osc {:>7.0} dgram/s {:>6.2} MB/s queue {} | \
          lost: incomplete {} upstream-msgs {} learning {} no-frame {} policy {} send {} oversize {} malformed {} late {}{kernel} \
-         | heartbeat {}{lat}",
+         | heartbeat {}{lat}{per_source}",
         cur.t,
         r.zmq_msgs,
         r.blocks,
@@ -174,6 +219,32 @@ pub fn final_report(
         get(&r.rx, "stream_changes"),
         get(&r.rx, "channel_set_changes"),
     );
+    if r.sources_listed {
+        for src in &r.sources {
+            let _ = writeln!(
+                s,
+                "source     <{}> {}  messages {}  data {}  malformed {}  upstream missing msgs {}  | blocks emitted {}  incomplete {}  restarts {}  | heartbeat sent {}  replies {}  resets {}  state {}  | data connects {}  disconnects {}",
+                src.name,
+                src.endpoint,
+                get(&src.rx, "messages"),
+                get(&src.rx, "data_msgs"),
+                get(&src.rx, "malformed"),
+                get(&src.rx, "upstream_missing_msgs"),
+                get(&src.rx, "blocks_emitted"),
+                get(&src.rx, "blocks_incomplete") + get(&src.rx, "blocks_incomplete_upstream"),
+                get(&src.rx, "restarts"),
+                get(&src.hb, "sent"),
+                get(&src.hb, "replies"),
+                get(&src.hb, "resets"),
+                crate::telemetry::counters::HB_STATES
+                    .get(get(&src.hb, "state") as usize)
+                    .copied()
+                    .unwrap_or("?"),
+                get(&src.hb, "data_connects"),
+                get(&src.hb, "data_disconnects"),
+            );
+        }
+    }
     for (i, tx) in r.tx.iter().enumerate() {
         let name = r.outputs.get(i).map_or("osc", String::as_str);
         let _ = writeln!(

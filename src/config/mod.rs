@@ -29,12 +29,14 @@ mod error;
 pub mod outputs;
 mod presets;
 pub mod schema;
+pub mod sources;
 pub mod values;
 
 pub use defaults::{FULL_CONFIG_JSON, MINIMAL_CONFIG_JSON};
 pub use error::{CResult, ConfigError};
 pub use outputs::{parse_channel_list, OutputEntry};
 pub use schema::*;
+pub use sources::{SourceEntry, SourceSpec, DEFAULT_SOURCE_NAME, MAX_SOURCES};
 
 pub use crate::output::{BundleMode, Mode as OutputFormatKind, OutputSpec, SIZE_PROFILES};
 
@@ -183,6 +185,7 @@ impl Config {
         }
         cfg.outputs = outputs;
         cfg.output_entries = entries;
+        cfg.check_sources(&mut w)?;
         Ok((cfg, w))
     }
 

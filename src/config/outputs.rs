@@ -93,6 +93,10 @@ pub struct OutputEntry {
     /// `multicast_ttl` (0..=255, default 1).
     #[serde(deserialize_with = "values::some_int::<_, _, 0, 255>")]
     pub multicast_ttl: Option<u32>,
+    /// `source`: the name of the `zmq.sources` entry this output carries (default the
+    /// first); checked once the whole file is read.
+    #[serde(deserialize_with = "values::some_nonempty")]
+    pub source: Option<String>,
 }
 
 values::json_enum! {
@@ -222,6 +226,7 @@ impl OutputEntry {
             port: self.port.unwrap_or(cfg.osc.port),
             pacing: self.pacing == Some(Pacing::Smooth),
             multicast_ttl: self.multicast_ttl.unwrap_or(1),
+            source: self.source.clone(),
             format: OutputFormat {
                 mode,
                 base_address: self
@@ -289,6 +294,7 @@ impl Config {
             format: self.legacy_output_format(),
             pacing: false,
             multicast_ttl: 1,
+            source: None,
         }]
     }
 }

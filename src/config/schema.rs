@@ -161,6 +161,11 @@ pub struct ZmqConfig {
     /// by `performance.zmq_auto_reinit_on_timeout`, which wins.
     #[serde(deserialize_with = "values::boolean")]
     pub auto_reinit_on_timeout: bool,
+    /// `zmq.sources` (**new**): several publishers, each `{name, host, data_port}` (host and
+    /// port default to the keys above; the heartbeat settings above apply to each). Empty
+    /// (absent) = the keys above are the one source. See [`super::sources`].
+    #[serde(deserialize_with = "super::sources::source_list", skip_serializing)]
+    pub sources: Vec<super::sources::SourceEntry>,
 }
 
 impl Default for ZmqConfig {
@@ -174,6 +179,7 @@ impl Default for ZmqConfig {
             buffer_size: 30000,
             data_timeout_seconds: 2.0,
             auto_reinit_on_timeout: true,
+            sources: Vec::new(),
         }
     }
 }

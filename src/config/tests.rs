@@ -698,3 +698,114 @@ fn oscquery_section_absent_means_off() {
         assert_eq!(parse_err(text).path, path, "{text}");
     }
 }
+
+#[test]
+fn sources_parse_with_defaults_and_outputs_name_them() {
+    let (c, w) = parse(
+        r#"{"zmq": {"host": "10.0.0.5", "data_port": 5556, "app_uuid": "77",
+                    "sources": [{"name": "probeA"},
+                                {"name": "probeB", "host": "rig2", "data_port": 5560}]},
+            "outputs": [{"port": 9000}, {"port": 9001, "source": "probeB"},
+                        {"port": 9002, "source": "probeA"}]}"#,
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert!(c.sources_listed());
+    let s = c.source_specs();
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        (s[0].name.as_str(), s[0].host.as_str(), s[0].data_port),
+        ("probeA", "10.0.0.5", 5556),
+        "host and port default to zmq.*"
+    );
+    assert_eq!(
+        (s[1].name.as_str(), s[1].host.as_str(), s[1].data_port),
+        ("probeB", "rig2", 5560)
+    );
+    assert_eq!(c.outputs[0].source, None, "default: the first source");
+    assert_eq!(c.outputs[1].source.as_deref(), Some("probeB"));
+    assert_eq!(c.output_source_indices(), vec![0, 1, 0]);
+    // Sources do not appear among the logged non-default leaves (the start-up lines name them).
+    assert!(c
+        .non_default_settings()
+        .iter()
+        .all(|l| !l.contains("sources")));
+}
+
+#[test]
+fn original_keys_are_one_source_named_zmq() {
+    let (c, _) = parse(r#"{"zmq": {"host": "h", "data_port": 7000}}"#);
+    assert!(!c.sources_listed());
+    let s = c.source_specs();
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (s[0].name.as_str(), s[0].host.as_str(), s[0].data_port),
+        (DEFAULT_SOURCE_NAME, "h", 7000)
+    );
+    assert_eq!(c.output_source_indices(), vec![0]);
+    // An output may name the single source by that name; any other name is an error.
+    let (c, _) = parse(r#"{"outputs": [{"source": "zmq"}]}"#);
+    assert_eq!(c.output_source_indices(), vec![0]);
+    let e = parse_err(r#"{"outputs": [{"source": "probeA"}]}"#);
+    assert_eq!(e.path, "outputs[0].source", "{e}");
+    assert!(e.message.contains("sources: zmq"), "{e}");
+}
+
+#[test]
+fn source_errors_name_the_key() {
+    for (bad, path) in [
+        (r#"{"zmq": {"sources": []}}"#, "zmq.sources"),
+        (r#"{"zmq": {"sources": {"name": "a"}}}"#, "zmq.sources"),
+        (r#"{"zmq": {"sources": ["a"]}}"#, "zmq.sources[0]"),
+        (
+            r#"{"zmq": {"sources": [{"host": "x"}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": ""}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a"}, {"name": "b"}, {"name": "a", "data_port": 9}]}}"#,
+            "zmq.sources[2].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a", "data_port": 65535}]}}"#,
+            "zmq.sources[0].data_port",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a", "host": 5}]}}"#,
+            "zmq.sources[0].host",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a"}]}, "outputs": [{}, {"source": "b"}]}"#,
+            "outputs[1].source",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a"}]}, "outputs": [{"source": ""}]}"#,
+            "outputs[0].source",
+        ),
+    ] {
+        let e = parse_err(bad);
+        assert_eq!(e.path, path, "{bad}: {e}");
+    }
+    let many: Vec<String> = (0..=MAX_SOURCES)
+        .map(|i| format!(r#"{{"name": "s{i}", "data_port": {}}}"#, 6000 + 2 * i))
+        .collect();
+    let e = parse_err(&format!(
+        r#"{{"zmq": {{"sources": [{}]}}}}"#,
+        many.join(",")
+    ));
+    assert_eq!(e.path, "zmq.sources", "{e}");
+    // Unknown keys inside an entry are warnings, as everywhere.
+    let (_, w) = parse(r#"{"zmq": {"sources": [{"name": "a", "prot": 1}]}}"#);
+    assert_eq!(
+        w,
+        vec!["unknown config key 'zmq.sources[0].prot' ignored".to_string()]
+    );
+    // Two sources on one endpoint: allowed, with a warning; so is a source no output
+    // carries (the original's single output carries the first).
+    let (_, w) = parse(r#"{"zmq": {"sources": [{"name": "a"}, {"name": "b"}]}}"#);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("'a' and 'b' both subscribe"), "{w:?}");
+    assert!(w[1].starts_with("source 'b' feeds no output"), "{w:?}");
+}

@@ -7,7 +7,6 @@ use crate::ingest::protocol::Malformed;
 use crate::net::UdpSender;
 use crate::output::OutputPipeline;
 use crate::telemetry::counters::{HbCounters, RxCounters, RxOutputCounters, TxCounters};
-use crossbeam_utils::CachePadded;
 
 /// Receiver-side tallies that are not the assembler's.
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,13 +24,13 @@ pub(crate) struct OutputTallies {
     pub(crate) block_waits: u64,
 }
 
-/// `zmq_rx` publishes its block and its per-output blocks.
+/// A receiver publishes its source's block and the per-output blocks of its outputs
+/// (`outputs`: each output's tallies with its block).
 pub(crate) fn publish_rx<'a>(
     r: &RxCounters,
-    per_output: &[CachePadded<RxOutputCounters>],
     asm: &Assembler,
     t: RxTallies,
-    outputs: impl Iterator<Item = &'a OutputTallies> + Clone,
+    outputs: impl Iterator<Item = (&'a OutputTallies, &'a RxOutputCounters)> + Clone,
 ) {
     let c = &asm.counters;
     let m = |k: Malformed| c.malformed[k as usize];
@@ -56,9 +55,9 @@ pub(crate) fn publish_rx<'a>(
     r.channel_set_changes.set(c.channel_set_changes);
     r.data_timeouts.set(c.data_timeouts);
     r.dropped_newest
-        .set(outputs.clone().map(|o| o.dropped_newest).sum());
+        .set(outputs.clone().map(|(o, _)| o.dropped_newest).sum());
     r.block_waits
-        .set(outputs.clone().map(|o| o.block_waits).sum());
+        .set(outputs.clone().map(|(o, _)| o.block_waits).sum());
     r.channels.set(asm.channel_set().len() as u64);
     r.sample_rate_mhz
         .set(asm.stream().map_or(0, |(_, rate)| (rate * 1000.0) as u64));
@@ -84,7 +83,7 @@ pub(crate) fn publish_rx<'a>(
     r.headers_json.set(c.headers_json);
     r.blocks_held_late.set(c.blocks_held_late);
     r.blocks_hold_overflow.set(c.blocks_hold_overflow);
-    for (o, block) in outputs.zip(per_output) {
+    for (o, block) in outputs {
         block.dropped_newest.set(o.dropped_newest);
         block.block_waits.set(o.block_waits);
     }

@@ -1,4 +1,4 @@
-//! The heartbeat thread `zmq_hb` (REQ to data_port + 1, lazy pirate) and the data-socket monitor.
+//! A heartbeat thread `zmq_hb` (one per source; REQ to data_port + 1, lazy pirate) and the data-socket monitor.
 
 use super::counters::{publish_hb, HbTallies};
 use super::Shared;
@@ -58,9 +58,15 @@ pub fn effective_uuid(configured: &str) -> String {
 impl HeartbeatConfig {
     /// From the config file's keys.
     pub fn from_config(cfg: &Config, endpoint: &str) -> Self {
+        HeartbeatConfig::with_uuid(cfg, endpoint, &effective_uuid(&cfg.zmq.app_uuid))
+    }
+
+    /// From the config file's timing keys, with the given uuid (one per source, see
+    /// [`super::source_uuid`]).
+    pub fn with_uuid(cfg: &Config, endpoint: &str, uuid: &str) -> Self {
         HeartbeatConfig {
             endpoint: endpoint.to_string(),
-            message: heartbeat_message(&effective_uuid(&cfg.zmq.app_uuid)),
+            message: heartbeat_message(uuid),
             interval: Duration::from_secs_f64(cfg.zmq.heartbeat_timeout),
             not_responding: Duration::from_secs_f64(cfg.zmq.not_responding_timeout),
         }
@@ -132,13 +138,14 @@ pub(crate) fn read_monitor(
 
 pub(crate) fn run_heartbeat(
     shared: Arc<Shared>,
+    source: usize,
     ctx: zmq::Context,
     cfg: HeartbeatConfig,
     monitor: zmq::Socket,
     data_endpoint: &str,
     verbose: bool,
 ) {
-    let c = &shared.hb;
+    let c = &shared.hb[source];
     let mut mon = MonitorCounts::default();
     let (mut sent, mut replies, mut resets) = (0u64, 0u64, 0u64);
     let mut state = 0u64;
@@ -181,7 +188,9 @@ pub(crate) fn run_heartbeat(
         {
             mon.lost_since = None;
             mon.manual_reconnects += 1;
-            shared.reconnect_data.store(true, Ordering::Relaxed);
+            shared.sources[source]
+                .reconnect_data
+                .store(true, Ordering::Relaxed);
         }
         if items[0].is_readable() {
             if sock.recv_into(&mut buf, zmq::DONTWAIT).is_ok() {

@@ -1,6 +1,8 @@
 //! The running bridge: builds slabs, rings and sockets, spawns the threads, joins them.
 //!
-//! Threads (names as shown by `top -H`):
+//! Threads (names as shown by `top -H`; with several sources (`zmq.sources`) each source
+//! has its own `zmq_rx_<name>` and `zmq_hb_<name>` (`_<i>` when the name does not fit the
+//! 15 bytes Linux allows), and each shard is fed by its own source's receiver only):
 //!
 //! * `zmq_rx` — ZMQ SUB receive, header parsing, frame assembly into slab frames; pushes
 //!   complete frames into each shard's ring and recycles frames from the return rings.
@@ -35,11 +37,12 @@ use receiver::*;
 pub use report::*;
 use shard::*;
 
-use crate::config::{Config, OverflowStrategy, PerformanceMode};
+use crate::config::{Config, OverflowStrategy, PerformanceMode, SourceSpec};
 use crate::frame::{frame_bytes, EventBuffer, Frame};
 use crate::ingest::assembler::{Assembler, AssemblerConfig};
 use crate::net::{SenderOptions, UdpSender};
 use crate::output::{LayoutBoard, LayoutInfo, Mode, OutputFormat, OutputPipeline};
+use crate::telemetry::counters::SourceInfo;
 use crate::telemetry::latency::{Latencies, LatencyCollector};
 use rtrb::RingBuffer;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -94,13 +97,23 @@ pub struct Shared {
     pub failed: AtomicBool,
     /// Counter blocks, last message time and latency histograms (readers need only this).
     pub stats: Arc<Stats>,
-    /// Set by the monitor when libzmq gave up on the data connection (it does not reconnect
-    /// after a protocol error such as a message above ZMQ_MAXMSGSIZE); the receiver then
-    /// connects again.
+    /// Per source: its reconnect flag and layout board.
+    pub sources: Box<[SourceShared]>,
+    /// The first source's layout board (`sources[0].layout`; what the OSCQuery namespace
+    /// follows).
+    pub layout: Arc<LayoutBoard>,
+}
+
+/// What one source's receiver and heartbeat threads share.
+#[derive(Debug)]
+pub struct SourceShared {
+    /// Set by the source's monitor (in its heartbeat thread) when libzmq gave up on the data
+    /// connection (it does not reconnect after a protocol error such as a message above
+    /// ZMQ_MAXMSGSIZE); the source's receiver then connects again.
     pub reconnect_data: AtomicBool,
-    /// Stream, channels, rate and channel names of the current layout: written by the
-    /// receiver on layout changes only, read by shards and the controller, all without a
-    /// lock (a seqlock of atomics sized at start-up; see [`LayoutBoard`]).
+    /// Stream, channels, rate and channel names of the source's current layout: written by
+    /// its receiver on layout changes only, read by its shards and the controller, all
+    /// without a lock (a seqlock of atomics sized at start-up; see [`LayoutBoard`]).
     pub layout: Arc<LayoutBoard>,
 }
 
@@ -112,10 +125,16 @@ impl std::ops::Deref for Shared {
 }
 
 impl Shared {
-    /// Stream, channels, rate and names of the current layout (`None` before the first
-    /// block). Allocates: for the controller (start-up/report text, dashboard).
+    /// Stream, channels, rate and names of the (first source's) current layout (`None`
+    /// before the first block). Allocates: for the controller (start-up/report text,
+    /// dashboard).
     pub fn layout_snapshot(&self) -> Option<LayoutInfo> {
         self.layout.snapshot()
+    }
+
+    /// Source `i`'s current layout (`None` before its first block, or no such source).
+    pub fn source_layout_snapshot(&self, i: usize) -> Option<LayoutInfo> {
+        self.sources.get(i)?.layout.snapshot()
     }
 }
 
@@ -204,9 +223,9 @@ impl OutputLayout {
 pub struct Engine {
     shared: Arc<Shared>,
     layout: Layout,
-    rx: Option<JoinHandle<Latencies>>,
+    rx: Vec<JoinHandle<Latencies>>,
     shards: Vec<JoinHandle<Latencies>>,
-    hb: Option<JoinHandle<()>>,
+    hb: Vec<JoinHandle<()>>,
     _ctx: zmq::Context,
 }
 
@@ -256,8 +275,93 @@ pub fn idle_spin(mode: PerformanceMode) -> Duration {
     }
 }
 
+/// Name of a per-source thread: `prefix` alone with one source, else `prefix_<name>` when
+/// that fits Linux's 15 bytes and is plain ASCII, else `prefix_<i>`.
+pub fn source_thread_name(prefix: &str, name: &str, i: usize, sources: usize) -> String {
+    if sources <= 1 {
+        return prefix.to_string();
+    }
+    let n = format!("{prefix}_{name}");
+    if n.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        n
+    } else {
+        format!("{prefix}_{i}")
+    }
+}
+
+/// The heartbeat uuid of source `name`: `zmq.app_uuid` (or the per-run one for `"auto"`),
+/// with `-<name>` appended when the config lists several sources, so the plugin lists each
+/// source's bridge connection as its own app.
+pub fn source_uuid(cfg: &Config, name: &str) -> String {
+    let base = effective_uuid(&cfg.zmq.app_uuid);
+    if cfg.zmq.sources.len() > 1 {
+        format!("{base}-{name}")
+    } else {
+        base
+    }
+}
+
+/// One source's sockets, made at start-up.
+struct SourceSockets {
+    sub: zmq::Socket,
+    monitor: zmq::Socket,
+    data_endpoint: String,
+    heartbeat_endpoint: String,
+}
+
+fn open_source(
+    ctx: &zmq::Context,
+    src: &SourceSpec,
+    max_block: usize,
+) -> Result<SourceSockets, String> {
+    let data_endpoint = format!("tcp://{}:{}", src.host, src.data_port);
+    let heartbeat_endpoint = format!("tcp://{}:{}", src.host, src.data_port as u32 + 1);
+    let sub = ctx
+        .socket(zmq::SUB)
+        .map_err(|e| format!("zmq socket: {e}"))?;
+    let largest_msg = (max_block * 4).max(1 << 16) as i64;
+    sub.set_maxmsgsize(largest_msg * 4)
+        .and_then(|_| sub.set_rcvhwm(10_000))
+        .and_then(|_| sub.set_linger(0))
+        .and_then(|_| sub.set_subscribe(b""))
+        .map_err(|e| format!("zmq socket options: {e}"))?;
+    // Watch the data connection: libzmq drops a peer that exceeds ZMQ_MAXMSGSIZE (and a
+    // GUI that quits) without telling the socket's user; the monitor tells us. The monitor
+    // socket is connected before the data socket connects, so no event is missed.
+    static MONITORS: AtomicU64 = AtomicU64::new(0);
+    let monitor_endpoint = format!(
+        "inproc://zmq2osc-monitor-{}-{}",
+        std::process::id(),
+        MONITORS.fetch_add(1, Ordering::Relaxed)
+    );
+    sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)
+        .map_err(|e| format!("zmq monitor: {e}"))?;
+    let monitor = ctx
+        .socket(zmq::PAIR)
+        .and_then(|m| {
+            m.set_linger(0)
+                .and_then(|_| m.connect(&monitor_endpoint))
+                .map(|_| m)
+        })
+        .map_err(|e| format!("zmq monitor socket: {e}"))?;
+    sub.connect(&data_endpoint)
+        .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
+    Ok(SourceSockets {
+        sub,
+        monitor,
+        data_endpoint,
+        heartbeat_endpoint,
+    })
+}
+
 impl Engine {
-    /// Validates, allocates everything, connects sockets and starts the threads.
+    /// Validates, allocates everything, connects sockets and starts the threads: per
+    /// source a receiver and a heartbeat thread, per output a shard fed by its source's
+    /// receiver only.
     pub fn start(cfg: &Config, opts: &EngineOptions) -> Result<Engine, String> {
         let max_channels = cfg.performance.max_channels as usize;
         let max_block = cfg.performance.max_block_samples as usize;
@@ -273,19 +377,39 @@ impl Engine {
         };
         let ring_capacity = queue + headroom;
         let specs = output_specs(cfg);
-        // Each shard may hold a full ring plus the block it works on; the receiver one open
-        // block and one waiting to be pushed.
-        let pool = specs.len() * (ring_capacity + 1) + 3;
-        let slab_bytes = pool * frame_bytes(max_channels, max_block);
+        let sources = cfg.source_specs();
+        let n_src = sources.len();
+        // Each output carries exactly one source (validated at load; an unknown name here
+        // can only come from a config built in code).
+        let mut output_source = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let s = match &spec.source {
+                None => 0,
+                Some(name) => sources
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .ok_or_else(|| format!("output '{}': no source named '{name}'", spec.name))?,
+            };
+            output_source.push(s);
+        }
+        // Per source: each of its shards may hold a full ring plus the block it works on;
+        // the receiver one open block and one waiting to be pushed.
+        let pools: Vec<usize> = (0..n_src)
+            .map(|s| output_source.iter().filter(|&&o| o == s).count() * (ring_capacity + 1) + 3)
+            .collect();
+        let pool_total: usize = pools.iter().sum();
+        let slab_bytes = pool_total * frame_bytes(max_channels, max_block);
 
-        let layout_info = Arc::new(LayoutBoard::new(max_channels));
+        let boards: Vec<Arc<LayoutBoard>> = (0..n_src)
+            .map(|_| Arc::new(LayoutBoard::new(max_channels)))
+            .collect();
         let mut outputs = Vec::new();
         let mut starts = Vec::new();
         let mut producers = Vec::new();
         let mut ret_consumers = Vec::new();
-        for spec in &specs {
+        for (spec, &src) in specs.iter().zip(&output_source) {
             let pipeline =
-                OutputPipeline::with_layout(spec.format.clone(), Some(layout_info.clone()))
+                OutputPipeline::with_layout(spec.format.clone(), Some(boards[src].clone()))
                     .map_err(|e| format!("output '{}': {e}", spec.name))?;
             let dest = resolve(&spec.host, spec.port)?;
             let mut sopts = opts.sender.clone();
@@ -308,11 +432,12 @@ impl Engine {
                 pacing: spec.pacing,
             });
             let (ptx, crx) = RingBuffer::<Arc<Frame>>::new(ring_capacity);
-            let (rtx, rrx) = RingBuffer::<Arc<Frame>>::new(pool);
-            producers.push(ptx);
-            ret_consumers.push(rrx);
+            let (rtx, rrx) = RingBuffer::<Arc<Frame>>::new(pools[src]);
+            producers.push(Some(ptx));
+            ret_consumers.push(Some(rrx));
             starts.push(ShardStart {
                 name: spec.name.clone(),
+                source: src,
                 frames: crx,
                 ret: rtx,
                 pipeline,
@@ -324,56 +449,47 @@ impl Engine {
         }
 
         let ctx = zmq::Context::new();
-        let data_endpoint = format!("tcp://{}:{}", cfg.zmq.host, cfg.zmq.data_port);
-        let heartbeat_endpoint = format!("tcp://{}:{}", cfg.zmq.host, cfg.zmq.data_port as u32 + 1);
-        let sub = ctx
-            .socket(zmq::SUB)
-            .map_err(|e| format!("zmq socket: {e}"))?;
-        let largest_msg = (max_block * 4).max(1 << 16) as i64;
-        sub.set_maxmsgsize(largest_msg * 4)
-            .and_then(|_| sub.set_rcvhwm(10_000))
-            .and_then(|_| sub.set_linger(0))
-            .and_then(|_| sub.set_subscribe(b""))
-            .map_err(|e| format!("zmq socket options: {e}"))?;
-        // Watch the data connection: libzmq drops a peer that exceeds ZMQ_MAXMSGSIZE (and a
-        // GUI that quits) without telling the socket's user; the monitor tells us. The monitor
-        // socket is connected before the data socket connects, so no event is missed.
-        static MONITORS: AtomicU64 = AtomicU64::new(0);
-        let monitor_endpoint = format!(
-            "inproc://zmq2osc-monitor-{}-{}",
-            std::process::id(),
-            MONITORS.fetch_add(1, Ordering::Relaxed)
-        );
-        sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)
-            .map_err(|e| format!("zmq monitor: {e}"))?;
-        let monitor = ctx
-            .socket(zmq::PAIR)
-            .and_then(|m| {
-                m.set_linger(0)
-                    .and_then(|_| m.connect(&monitor_endpoint))
-                    .map(|_| m)
-            })
-            .map_err(|e| format!("zmq monitor socket: {e}"))?;
-        sub.connect(&data_endpoint)
-            .map_err(|e| format!("cannot connect to {data_endpoint}: {e}"))?;
+        let mut sockets = Vec::with_capacity(n_src);
+        for src in &sources {
+            sockets.push(open_source(&ctx, src, max_block).map_err(|e| {
+                if n_src > 1 {
+                    format!("source '{}': {e}", src.name)
+                } else {
+                    e
+                }
+            })?);
+        }
 
-        let (collector, mut lat_pubs) =
-            LatencyCollector::new(1 + specs.len(), Duration::from_secs(1));
+        let hot_threads = n_src + specs.len();
+        let (collector, lat_pubs) = LatencyCollector::new(hot_threads, Duration::from_secs(1));
+        let mut lat_pubs: Vec<Option<_>> = lat_pubs.into_iter().map(Some).collect();
+        let infos = sources
+            .iter()
+            .zip(&sockets)
+            .map(|(s, k)| SourceInfo {
+                name: s.name.clone(),
+                endpoint: k.data_endpoint.clone(),
+            })
+            .collect();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-            stats: Arc::new(Stats::new(specs.len(), collector)),
-            reconnect_data: AtomicBool::new(false),
-            layout: layout_info,
+            stats: Arc::new(Stats::with_sources(
+                infos,
+                cfg.sources_listed(),
+                specs.len(),
+                collector,
+            )),
+            sources: boards
+                .iter()
+                .map(|b| SourceShared {
+                    reconnect_data: AtomicBool::new(false),
+                    layout: b.clone(),
+                })
+                .collect(),
+            layout: boards[0].clone(),
         });
-        let rx_lat_pub = lat_pubs.remove(0);
 
-        // Slab: every frame allocated now.
-        let free: Vec<Arc<Frame>> = (0..pool)
-            .map(|_| Arc::new(Frame::new(max_channels, max_block)))
-            .collect();
-
-        let hot_threads = 1 + specs.len();
         let pin_request = opts.pin;
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pin_plan = match pin_request {
@@ -384,16 +500,23 @@ impl Engine {
         };
         let pin_results = pin::PinResults::new(hot_threads);
         let core_of = |i: usize| pin_plan.as_ref().ok().map(|p| p[i]);
+        let mut hot_names: Vec<String> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| source_thread_name("zmq_rx", &s.name, i, n_src))
+            .collect();
 
-        // Shard threads.
+        // Shard threads (hot threads n_src..).
         let mut shard_handles = Vec::new();
         for (index, st) in starts.into_iter().enumerate() {
             let s2 = shared.clone();
-            let pinner = pin_results.pinner(index + 1, core_of(index + 1));
+            let pinner = pin_results.pinner(n_src + index, core_of(n_src + index));
             let verbose = opts.verbose;
-            let lp = lat_pubs.remove(0);
+            let lp = lat_pubs[n_src + index].take().ok_or("latency publisher")?;
+            let name = format!("osc_tx_{index}");
+            hot_names.push(name.clone());
             let h = thread::Builder::new()
-                .name(format!("osc_tx_{index}"))
+                .name(name)
                 .spawn(move || {
                     let _g = PanicGuard(s2.clone());
                     pinner.pin();
@@ -411,82 +534,127 @@ impl Engine {
             auto_reinit: cfg.zmq.auto_reinit_on_timeout,
             missing: cfg.performance.missing_channel_policy,
         };
-        let rx_shared = shared.clone();
-        let links: Vec<ShardLink> = producers
-            .into_iter()
-            .zip(ret_consumers)
-            .zip(&shard_handles)
-            .map(|((ring, ret), h)| ShardLink {
-                ring,
-                ret,
-                thread: h.thread().clone(),
-                tallies: Default::default(),
-            })
-            .collect();
         let verbose = opts.verbose;
-        let rx_endpoint = data_endpoint.clone();
-        let rx_pinner = pin_results.pinner(0, core_of(0));
-        let rx = thread::Builder::new()
-            .name("zmq_rx".into())
-            .spawn(move || {
-                let _g = PanicGuard(rx_shared.clone());
-                rx_pinner.pin();
-                let io = RxIo {
-                    free,
-                    links,
-                    policy,
-                    shared: rx_shared.clone(),
-                    events: EventBuffer::new(),
-                    events_since: None,
-                    stream: String::with_capacity(crate::output::layout::STREAM_CAP),
-                    names: (0..max_channels)
-                        .map(|_| String::with_capacity(crate::output::layout::NAME_CAP))
-                        .collect(),
-                    published_generation: None,
+        let mut rx_handles = Vec::with_capacity(n_src);
+        let mut hb_handles = Vec::with_capacity(n_src);
+        let mut source_layouts = Vec::with_capacity(n_src);
+        for (si, (src, socks)) in sources.iter().zip(sockets).enumerate() {
+            let SourceSockets {
+                sub,
+                monitor,
+                data_endpoint,
+                heartbeat_endpoint,
+            } = socks;
+            // This source's outputs: their rings and return rings, nobody else's.
+            let mut links = Vec::new();
+            for (o, &os) in output_source.iter().enumerate() {
+                if os != si {
+                    continue;
+                }
+                let (Some(ring), Some(ret)) = (producers[o].take(), ret_consumers[o].take()) else {
+                    return Err(format!("output {o}: ring already taken"));
                 };
-                run_receiver(
-                    rx_shared,
-                    sub,
-                    &rx_endpoint,
-                    Assembler::new(asm_cfg),
-                    io,
-                    max_block,
-                    spin,
-                    verbose,
-                    rx_lat_pub,
-                )
-            })
-            .map_err(|e| format!("spawn zmq_rx: {e}"))?;
+                links.push(ShardLink {
+                    ring,
+                    ret,
+                    output: o,
+                    thread: shard_handles[o].thread().clone(),
+                    tallies: Default::default(),
+                });
+            }
+            // Slab: every frame of this source allocated now.
+            let free: Vec<Arc<Frame>> = (0..pools[si])
+                .map(|_| Arc::new(Frame::new(max_channels, max_block)))
+                .collect();
+            let rx_shared = shared.clone();
+            let rx_endpoint = data_endpoint.clone();
+            let rx_pinner = pin_results.pinner(si, core_of(si));
+            let rx_lat_pub = lat_pubs[si].take().ok_or("latency publisher")?;
+            let rx_name = hot_names[si].clone();
+            let board = boards[si].clone();
+            let asm_cfg = asm_cfg.clone();
+            let rx = thread::Builder::new()
+                .name(rx_name.clone())
+                .spawn(move || {
+                    let _g = PanicGuard(rx_shared.clone());
+                    rx_pinner.pin();
+                    let io = RxIo {
+                        free,
+                        links,
+                        policy,
+                        shared: rx_shared.clone(),
+                        source: si,
+                        layout: board,
+                        events: EventBuffer::new(),
+                        events_since: None,
+                        stream: String::with_capacity(crate::output::layout::STREAM_CAP),
+                        names: (0..max_channels)
+                            .map(|_| String::with_capacity(crate::output::layout::NAME_CAP))
+                            .collect(),
+                        published_generation: None,
+                    };
+                    run_receiver(
+                        rx_shared,
+                        sub,
+                        &rx_endpoint,
+                        Assembler::new(asm_cfg),
+                        io,
+                        max_block,
+                        spin,
+                        verbose,
+                        rx_lat_pub,
+                    )
+                })
+                .map_err(|e| format!("spawn {rx_name}: {e}"))?;
+            rx_handles.push(rx);
 
-        let hb_shared = shared.clone();
-        let hb_ctx = ctx.clone();
-        let hb_cfg = HeartbeatConfig::from_config(cfg, &heartbeat_endpoint);
-        let data_ep = data_endpoint.clone();
-        let hb = thread::Builder::new()
-            .name("zmq_hb".into())
-            .spawn(move || {
-                let _g = PanicGuard(hb_shared.clone());
-                run_heartbeat(hb_shared, hb_ctx, hb_cfg, monitor, &data_ep, verbose)
-            })
-            .map_err(|e| format!("spawn zmq_hb: {e}"))?;
+            let hb_shared = shared.clone();
+            let hb_ctx = ctx.clone();
+            let uuid = source_uuid(cfg, &src.name);
+            let hb_cfg = HeartbeatConfig::with_uuid(cfg, &heartbeat_endpoint, &uuid);
+            let data_ep = data_endpoint.clone();
+            let hb_name = source_thread_name("zmq_hb", &src.name, si, n_src);
+            let hb = thread::Builder::new()
+                .name(hb_name.clone())
+                .spawn(move || {
+                    let _g = PanicGuard(hb_shared.clone());
+                    run_heartbeat(hb_shared, si, hb_ctx, hb_cfg, monitor, &data_ep, verbose)
+                })
+                .map_err(|e| format!("spawn {hb_name}: {e}"))?;
+            hb_handles.push(hb);
+            source_layouts.push(SourceLayout {
+                name: src.name.clone(),
+                data_endpoint,
+                heartbeat_endpoint,
+                uuid,
+                outputs: (0..specs.len())
+                    .filter(|&o| output_source[o] == si)
+                    .collect(),
+                receiver_thread: rx_name,
+                slab_frames: pools[si],
+            });
+        }
         // Every hot thread has pinned itself (or failed to) before it starts its loop.
-        let pinning = pin_results.report(pin_request, pin_plan);
+        let pinning = pin_results.report(pin_request, pin_plan, &hot_names);
 
         Ok(Engine {
             shared,
             layout: Layout {
-                data_endpoint,
-                heartbeat_endpoint,
+                data_endpoint: source_layouts[0].data_endpoint.clone(),
+                heartbeat_endpoint: source_layouts[0].heartbeat_endpoint.clone(),
+                sources: source_layouts,
+                sources_listed: cfg.sources_listed(),
+                output_sources: output_source,
                 outputs,
-                slab_frames: pool,
+                slab_frames: pool_total,
                 slab_bytes,
                 ring_capacity,
                 pinning,
                 spin,
             },
-            rx: Some(rx),
+            rx: rx_handles,
             shards: shard_handles,
-            hb: Some(hb),
+            hb: hb_handles,
             _ctx: ctx,
         })
     }
@@ -509,7 +677,7 @@ impl Engine {
     /// True once a thread stopped on its own (panic or fatal error).
     pub fn has_failed(&self) -> bool {
         self.shared.failed.load(Ordering::SeqCst)
-            || self.rx.as_ref().is_some_and(|h| h.is_finished())
+            || self.rx.iter().any(|h| h.is_finished())
             || self.shards.iter().any(|h| h.is_finished())
     }
 
@@ -523,7 +691,7 @@ impl Engine {
         self.request_stop();
         let mut failed = self.shared.failed.load(Ordering::SeqCst);
         let mut latencies = Latencies::new();
-        if let Some(h) = self.rx.take() {
+        for h in self.rx.drain(..) {
             match h.join() {
                 Ok(l) => latencies.merge(&l),
                 Err(_) => failed = true,
@@ -535,7 +703,7 @@ impl Engine {
                 Err(_) => failed = true,
             }
         }
-        if let Some(h) = self.hb.take() {
+        for h in self.hb.drain(..) {
             if h.join().is_err() {
                 failed = true;
             }
@@ -543,8 +711,35 @@ impl Engine {
         // Everything the threads handed over while running (collected after they stopped,
         // so nothing is left in the rings), plus what each returned.
         latencies.merge(&self.shared.latencies_so_far());
+        let sources = (0..self.shared.rx.len())
+            .map(|i| SourceReport {
+                name: self
+                    .layout
+                    .sources
+                    .get(i)
+                    .map_or_else(String::new, |s| s.name.clone()),
+                endpoint: self
+                    .layout
+                    .sources
+                    .get(i)
+                    .map_or_else(String::new, |s| s.data_endpoint.clone()),
+                rx: RX_COUNTERS
+                    .iter()
+                    .copied()
+                    .zip(self.shared.rx[i].values())
+                    .collect(),
+                hb: HB_COUNTERS
+                    .iter()
+                    .copied()
+                    .zip(self.shared.hb[i].values())
+                    .collect(),
+            })
+            .collect();
         Report {
             latencies,
+            sources,
+            sources_listed: self.layout.sources_listed,
+            output_sources: self.layout.output_sources.clone(),
             rx: self.shared.rx.snapshot(),
             tx: (0..self.shared.tx.len())
                 .map(|i| self.shared.tx_snapshot(i))
@@ -583,5 +778,44 @@ mod tests {
         assert_eq!(a.len(), 8);
         assert_eq!(effective_uuid("1618"), "1618");
         assert!(heartbeat_message(&a).contains(&format!("ZMQ2OSC-{}", &a[..4])));
+    }
+
+    #[test]
+    fn per_source_thread_names_fit_linux() {
+        assert_eq!(source_thread_name("zmq_rx", "probeA", 0, 1), "zmq_rx");
+        assert_eq!(
+            source_thread_name("zmq_rx", "probeA", 0, 2),
+            "zmq_rx_probeA"
+        );
+        assert_eq!(source_thread_name("zmq_hb", "B", 1, 2), "zmq_hb_B");
+        // Too long for 15 bytes, or not plain ASCII (a NUL would even make spawn fail).
+        assert_eq!(
+            source_thread_name("zmq_rx", "probe_left_A", 3, 4),
+            "zmq_rx_3"
+        );
+        assert_eq!(source_thread_name("zmq_rx", "a\0b", 1, 2), "zmq_rx_1");
+        assert_eq!(source_thread_name("zmq_rx", "sonde-é", 1, 2), "zmq_rx_1");
+        for n in ["zmq_rx_probeA", "zmq_rx_3"] {
+            assert!(n.len() <= 15);
+        }
+    }
+
+    #[test]
+    fn heartbeat_uuid_per_source() {
+        let (one, _) = Config::from_json_str(r#"{"zmq": {"sources": [{"name": "a"}]}}"#).unwrap();
+        assert_eq!(source_uuid(&one, "a"), "1618", "one source: unchanged");
+        let (two, _) = Config::from_json_str(
+            r#"{"zmq": {"app_uuid": "77", "sources": [{"name": "a"}, {"name": "b", "data_port": 7000}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(source_uuid(&two, "a"), "77-a");
+        assert_eq!(source_uuid(&two, "b"), "77-b");
+        let (auto, _) = Config::from_json_str(
+            r#"{"zmq": {"app_uuid": "auto", "sources": [{"name": "a"}, {"name": "b", "data_port": 7000}]}}"#,
+        )
+        .unwrap();
+        let (a, b) = (source_uuid(&auto, "a"), source_uuid(&auto, "b"));
+        assert_ne!(a, b);
+        assert_eq!(a, format!("{}-a", effective_uuid("auto")));
     }
 }

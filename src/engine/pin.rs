@@ -1,7 +1,7 @@
 //! Pinning the hot threads (`zmq_rx`, `osc_tx_N`) to cores, and the report of what happened.
 //!
-//! The plan is made before the threads start: hot thread `i` (0 = `zmq_rx`, then the
-//! shards) goes on the `i`-th core counted from the last one, wrapping round when there are
+//! The plan is made before the threads start: hot thread `i` (the receivers first, one per
+//! source: `zmq_rx`, or `zmq_rx_<name>` with several sources; then the shards) goes on the `i`-th core counted from the last one, wrapping round when there are
 //! fewer cores than hot threads. Each thread pins itself first thing (`core_affinity`
 //! acts on the calling thread) and reports whether the call succeeded back to
 //! [`crate::engine::Engine::start`], which waits for every answer, so the start-up line and the
@@ -92,7 +92,7 @@ impl PinReport {
     }
 }
 
-/// Name of hot thread `i` (0 = receiver).
+/// Name of hot thread `i` with a single source (0 = receiver).
 pub fn hot_thread_name(i: usize) -> String {
     if i == 0 {
         "zmq_rx".into()
@@ -144,10 +144,12 @@ impl PinResults {
     }
 
     /// Waits (bounded) for every planned thread's answer and builds the report.
+    /// `names[i]` is hot thread `i`'s name.
     pub(crate) fn report(
         self,
         request: PinRequest,
         plan: Result<Vec<core_affinity::CoreId>, String>,
+        names: &[String],
     ) -> PinReport {
         let cores = match plan {
             Err(why) => {
@@ -179,7 +181,7 @@ impl PinResults {
                 .zip(ok)
                 .enumerate()
                 .map(|(i, (c, ok))| ThreadPin {
-                    thread: hot_thread_name(i),
+                    thread: names.get(i).cloned().unwrap_or_else(|| hot_thread_name(i)),
                     core: c.id,
                     ok,
                 })
@@ -259,5 +261,38 @@ mod tests {
         };
         assert_eq!(s.describe(), "auto: skipped: few cores");
         assert_eq!(s.to_json()["skipped"], "few cores");
+    }
+
+    #[test]
+    fn report_names_every_planned_hot_thread() {
+        // Two sources and two outputs: four hot threads, each receiver and each shard.
+        let names: Vec<String> = ["zmq_rx_a", "zmq_rx_b", "osc_tx_0", "osc_tx_1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cores: Vec<CoreId> = (0..8).map(|id| CoreId { id }).collect();
+        let plan = plan(PinRequest::Auto, &cores, names.len()).unwrap();
+        assert_eq!(plan.len(), 4);
+        let results = PinResults::new(names.len());
+        for (i, core) in plan.iter().enumerate() {
+            // What each thread's `pin()` reports (without pinning the test thread).
+            let p = results.pinner(i, Some(*core));
+            p.tx.try_send((i, i != 2)).unwrap();
+        }
+        let r = results.report(PinRequest::Auto, Ok(plan), &names);
+        let got: Vec<(&str, usize, bool)> = r
+            .threads
+            .iter()
+            .map(|t| (t.thread.as_str(), t.core, t.ok))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("zmq_rx_a", 7, true),
+                ("zmq_rx_b", 6, true),
+                ("osc_tx_0", 5, false),
+                ("osc_tx_1", 4, true)
+            ]
+        );
     }
 }

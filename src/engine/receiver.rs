@@ -1,4 +1,4 @@
-//! The receiver thread `zmq_rx`: ZMQ SUB receive, header parsing, frame assembly, hand-off to the shards.
+//! A receiver thread `zmq_rx` (one per source): ZMQ SUB receive, header parsing, frame assembly, hand-off to the shards.
 
 use super::counters::{publish_rx, OutputTallies, RxTallies};
 use super::{wall_ms, Shared};
@@ -19,6 +19,8 @@ pub(crate) struct ShardLink {
     pub(crate) ring: Producer<Arc<Frame>>,
     pub(crate) ret: Consumer<Arc<Frame>>,
     pub(crate) thread: Thread,
+    /// The output's index (its counter blocks in [`crate::telemetry::counters::Stats`]).
+    pub(crate) output: usize,
     /// What the receiver dropped or waited for on this output (published into the
     /// receiver's own per-output block, never into the shard's).
     pub(crate) tallies: OutputTallies,
@@ -29,6 +31,10 @@ pub(crate) struct RxIo {
     pub(crate) links: Vec<ShardLink>,
     pub(crate) policy: OverflowStrategy,
     pub(crate) shared: Arc<Shared>,
+    /// This receiver's source (its counter blocks in `shared`).
+    pub(crate) source: usize,
+    /// This source's layout board.
+    pub(crate) layout: Arc<crate::output::LayoutBoard>,
     /// TTL events and spikes waiting to ride on the next frame.
     pub(crate) events: EventBuffer,
     pub(crate) events_since: Option<Instant>,
@@ -67,7 +73,7 @@ impl RxIo {
         self.published_generation = Some(f.layout_generation);
         // A seqlock write into buffers sized at start-up: no lock, no allocation.
         let names = &self.names;
-        self.shared.layout.publish(
+        self.layout.publish(
             f.layout_generation,
             f.sample_rate,
             &f.channels,
@@ -176,11 +182,12 @@ impl FrameIo for RxIo {
 
 fn publish(shared: &Shared, asm: &Assembler, io: &RxIo, t: RxTallies) {
     publish_rx(
-        &shared.rx,
-        &shared.rx_out,
+        &shared.rx[io.source],
         asm,
         t,
-        io.links.iter().map(|l| &l.tallies),
+        io.links
+            .iter()
+            .map(|l| (&l.tallies, &*shared.rx_out[l.output])),
     );
 }
 
@@ -209,6 +216,7 @@ pub(crate) fn run_receiver(
     mut lat_pub: LatencyPublisher,
 ) -> Latencies {
     let max_channels = io.names.len();
+    let source = io.source;
     let mut lat = Latencies::new();
     let mut env = [0u8; 16];
     let mut hdr = vec![0u8; 64 * 1024];
@@ -236,7 +244,10 @@ pub(crate) fn run_receiver(
                 if !asm.has_open_block() {
                     io.flush_events(now);
                 }
-                if shared.reconnect_data.swap(false, Ordering::Relaxed) {
+                if shared.sources[source]
+                    .reconnect_data
+                    .swap(false, Ordering::Relaxed)
+                {
                     let _ = sub.disconnect(endpoint);
                     if let Err(e) = sub.connect(endpoint) {
                         tally.zmq_errors += 1;
@@ -280,9 +291,7 @@ pub(crate) fn run_receiver(
         idle_since = None;
         tally.messages += 1;
         let now = Instant::now();
-        shared
-            .last_message_ms
-            .store(wall_ms() as u64, Ordering::Relaxed);
+        shared.last_message_ms[source].store(wall_ms() as u64, Ordering::Relaxed);
         if tally.messages.is_multiple_of(1024) {
             publish!(now);
             // No asm.poll() here: deadlines only apply once the socket is drained, so a

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// What a shard thread is started with.
 pub(crate) struct ShardStart {
     pub(crate) name: String,
+    /// The source this output carries (its receiver feeds the ring).
+    pub(crate) source: usize,
     pub(crate) frames: Consumer<Arc<Frame>>,
     pub(crate) ret: Producer<Arc<Frame>>,
     pub(crate) pipeline: OutputPipeline,
@@ -30,6 +32,8 @@ pub(crate) struct ShardTx {
     pub(crate) lat: Latencies,
     pub(crate) shared: Arc<Shared>,
     pub(crate) index: usize,
+    /// The output's source (whose receiver counters the status message reports).
+    pub(crate) source: usize,
     /// Pacing: spread a block's datagrams over `pace_span` from `pace_start`.
     pub(crate) pacing: bool,
     pub(crate) pace_start: Instant,
@@ -82,7 +86,7 @@ impl Transmit for ShardTx {
             .record(span::BLOCK_TO_OUTPUT, arrival.elapsed().as_nanos() as u64);
     }
     fn status(&self) -> StatusValues {
-        let r = &self.shared.rx;
+        let r = &self.shared.rx[self.source];
         let t = &self.shared.tx[self.index];
         let o = &self.shared.rx_out[self.index];
         StatusValues {
@@ -111,6 +115,7 @@ pub(crate) fn run_shard(
 ) -> Latencies {
     let ShardStart {
         name,
+        source,
         mut frames,
         mut ret,
         mut pipeline,
@@ -124,6 +129,7 @@ pub(crate) fn run_shard(
         lat: Latencies::new(),
         shared: shared.clone(),
         index,
+        source,
         pacing,
         pace_start: Instant::now(),
         pace_span: Duration::ZERO,

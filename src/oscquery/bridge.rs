@@ -215,6 +215,7 @@ mod tests {
             },
             pacing: false,
             multicast_ttl: 1,
+            source: None,
         }
     }
 

@@ -82,6 +82,9 @@ pub struct OutputSpec {
     pub pacing: bool,
     /// `multicast_ttl` for a multicast group destination (default 1).
     pub multicast_ttl: u32,
+    /// `source`: the name of the ZMQ source (`zmq.sources`) this output carries; `None` =
+    /// the first source.
+    pub source: Option<String>,
 }
 
 /// What an output sends: message layout, downsampling, batching, extras.

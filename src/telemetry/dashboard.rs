@@ -324,6 +324,27 @@ pub fn render(
         fmt_age(s.last_message_age)
     ));
     lines.push(format!("  OSC out    {}", info.output));
+    if !s.sources.is_empty() {
+        // Listed sources (`zmq.sources`): one line each; the lines above and below sum them.
+        lines.push("SOURCES".into());
+        for src in &s.sources {
+            lines.push(format!(
+                "  <{}> {}  heartbeat {} (replies {})  connects {} disconnects {}  last message {}  | {} ch @ {:.1} Hz  msgs {}  blocks {}  restarts {}",
+                src.name,
+                src.endpoint,
+                src.hb_state(),
+                src.hb("replies"),
+                src.hb("data_connects"),
+                src.hb("data_disconnects"),
+                fmt_age(src.last_message_age),
+                src.rx("channels"),
+                src.rx("sample_rate_mhz") as f64 / 1000.0,
+                fmt_count(src.rx("messages")),
+                fmt_count(src.rx("blocks_emitted")),
+                src.rx("restarts"),
+            ));
+        }
+    }
     lines.push("STREAM".into());
     let ch = s.rx("channels");
     let fs = s.sample_rate_hz();
@@ -467,11 +488,12 @@ mod tests {
     use super::*;
     use crate::telemetry::counters::{HB_COUNTERS, RX_COUNTERS, TX_COUNTERS};
 
+    fn set(v: &mut [u64], names: &[&str], n: &str, x: u64) {
+        v[names.iter().position(|k| *k == n).unwrap()] = x;
+    }
+
     fn sample() -> Sample {
         let mut rx = vec![0; RX_COUNTERS.len()];
-        let set = |v: &mut Vec<u64>, names: &[&str], n: &str, x: u64| {
-            v[names.iter().position(|k| *k == n).unwrap()] = x;
-        };
         set(&mut rx, RX_COUNTERS, "channels", 256);
         set(&mut rx, RX_COUNTERS, "sample_rate_mhz", 30_000_000);
         set(&mut rx, RX_COUNTERS, "blocks_incomplete", 3);
@@ -488,6 +510,7 @@ mod tests {
             tx,
             hb,
             last_message_age: Some(0.004),
+            sources: Vec::new(),
             process: None,
             bridge_added: None,
             publisher_to_wire: None,
@@ -533,6 +556,40 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+        assert!(
+            !text.contains("SOURCES"),
+            "no source lines for the single source"
+        );
+        // Listed sources: a line each.
+        let mut with = sample();
+        for (name, state, msgs) in [("probeA", 1, 1234), ("probeB", 2, 7)] {
+            let mut rx = vec![0; RX_COUNTERS.len()];
+            set(&mut rx, RX_COUNTERS, "messages", msgs);
+            set(&mut rx, RX_COUNTERS, "restarts", 1);
+            let mut hb = vec![0; HB_COUNTERS.len()];
+            set(&mut hb, HB_COUNTERS, "state", state);
+            with.sources
+                .push(crate::telemetry::livestats::SourceSample {
+                    name: name.into(),
+                    endpoint: "tcp://127.0.0.1:1".into(),
+                    rx,
+                    hb,
+                    last_message_age: None,
+                });
+        }
+        f.clear();
+        render(&mut f, &info, &with, &r, None, 200, 60);
+        let text = strip_ansi(&f);
+        assert!(text.contains("SOURCES"), "{text}");
+        assert!(
+            text.contains("<probeA> tcp://127.0.0.1:1  heartbeat online"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<probeB> tcp://127.0.0.1:1  heartbeat not_responding"),
+            "{text}"
+        );
+        assert!(text.contains("msgs 1 234"), "{text}");
         // Narrow, short terminal: every line cut to the width, no more lines than rows.
         f.clear();
         render(&mut f, &info, &sample(), &r, None, 40, 10);

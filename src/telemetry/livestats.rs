@@ -33,9 +33,54 @@ pub struct Sample {
     /// `bridge_added` latency so far: p50 and p99 in ns, and the count (`None` before the
     /// first value). The hot threads hand their histograms over once a second.
     pub bridge_added: Option<(u64, u64, u64)>,
+    /// Each source on its own, when the config lists its sources (empty otherwise: the
+    /// top-level `rx`/`hb` are then the single source's).
+    pub sources: Vec<SourceSample>,
     /// `publisher_to_wire` so far (the GUI's header timestamp → send; ms resolution, needs the
     /// GUI's clock to match this machine's): p50, p99 in ns, count.
     pub publisher_to_wire: Option<(u64, u64, u64)>,
+}
+
+/// One source's counters in a [`Sample`].
+#[derive(Debug, Clone)]
+pub struct SourceSample {
+    /// Its name.
+    pub name: String,
+    /// Its data endpoint.
+    pub endpoint: String,
+    /// Its receiver's counters, in [`RX_COUNTERS`] order.
+    pub rx: Vec<u64>,
+    /// Its heartbeat's counters, in [`HB_COUNTERS`] order.
+    pub hb: Vec<u64>,
+    /// Age of its last message in seconds (`None` = nothing received yet).
+    pub last_message_age: Option<f64>,
+}
+
+impl SourceSample {
+    /// A receiver counter by name (0 if unknown).
+    pub fn rx(&self, n: &str) -> u64 {
+        get(RX_COUNTERS, &self.rx, n)
+    }
+    /// A heartbeat counter by name (0 if unknown).
+    pub fn hb(&self, n: &str) -> u64 {
+        get(HB_COUNTERS, &self.hb, n)
+    }
+    /// Heartbeat state name.
+    pub fn hb_state(&self) -> &'static str {
+        HB_STATES
+            .get(self.hb("state") as usize)
+            .copied()
+            .unwrap_or("?")
+    }
+}
+
+fn age_s(last_ms: u64) -> Option<f64> {
+    (last_ms != 0).then(|| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        now.saturating_sub(last_ms) as f64 / 1000.0
+    })
 }
 
 /// Process CPU time and resident memory.
@@ -120,15 +165,26 @@ impl Sample {
             }
         }
         let hb = shared.hb.values();
-        let last = shared
-            .last_message_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let last_message_age = (last != 0).then(|| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            now.saturating_sub(last) as f64 / 1000.0
-        });
+        let last_message_age = age_s(shared.last_message_ms_any());
+        let sources = if shared.sources_listed {
+            shared
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SourceSample {
+                    name: s.name.clone(),
+                    endpoint: s.endpoint.clone(),
+                    rx: shared.rx.get(i).map_or_else(Vec::new, |b| b.values()),
+                    hb: shared.hb.get(i).map_or_else(Vec::new, |b| b.values()),
+                    last_message_age: shared
+                        .last_message_ms
+                        .get(i)
+                        .and_then(|m| age_s(m.load(std::sync::atomic::Ordering::Relaxed))),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Sample {
             at,
             t: at.saturating_duration_since(started).as_secs_f64(),
@@ -136,6 +192,7 @@ impl Sample {
             tx,
             hb,
             last_message_age,
+            sources,
             process: read_process(),
             bridge_added: shared.latency_summary("bridge_added"),
             publisher_to_wire: shared.latency_summary("publisher_to_wire"),
@@ -305,7 +362,10 @@ fn counters(names: &[&str], vals: &[u64]) -> Value {
 /// `latency` (`bridge_added_p50_ms`, `bridge_added_p99_ms`, `bridge_added_count` so far; null
 /// before the first block went out), `final` (true on the object written after the threads
 /// stopped, holding the final counters) and the `extra` keys the caller adds (the bridge adds
-/// `pinning`). `tx` counters are summed over the outputs.
+/// `pinning`). `tx` counters are summed over the outputs; `rx` and `hb` over the sources
+/// (states and rates: the maximum), and when the config lists its sources, `sources` holds
+/// each: `[{"name", "endpoint", "rx": {...}, "hb": {...}, "hb_state",
+/// "last_message_age_s", "rates": {"zmq_msgs_per_s", "blocks_per_s"}}]`.
 pub fn json_line(
     cur: &Sample,
     prev: &Sample,
@@ -361,6 +421,38 @@ pub fn json_line(
     o.insert("rx".into(), counters(RX_COUNTERS, &cur.rx));
     o.insert("tx".into(), counters(TX_COUNTERS, &cur.tx));
     o.insert("hb".into(), counters(HB_COUNTERS, &cur.hb));
+    if !cur.sources.is_empty() {
+        let list = cur
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = prev.sources.get(i);
+                let rate = |n: &str| {
+                    if r.dt <= 0.0 {
+                        return num(0.0);
+                    }
+                    num(s.rx(n).saturating_sub(p.map_or(0, |p| p.rx(n))) as f64 / r.dt)
+                };
+                let mut m = Map::new();
+                m.insert("name".into(), Value::from(s.name.as_str()));
+                m.insert("endpoint".into(), Value::from(s.endpoint.as_str()));
+                m.insert("rx".into(), counters(RX_COUNTERS, &s.rx));
+                m.insert("hb".into(), counters(HB_COUNTERS, &s.hb));
+                m.insert("hb_state".into(), Value::from(s.hb_state()));
+                m.insert(
+                    "last_message_age_s".into(),
+                    s.last_message_age.map_or(Value::Null, num),
+                );
+                let mut rates = Map::new();
+                rates.insert("zmq_msgs_per_s".into(), rate("messages"));
+                rates.insert("blocks_per_s".into(), rate("blocks_emitted"));
+                m.insert("rates".into(), Value::Object(rates));
+                Value::Object(m)
+            })
+            .collect();
+        o.insert("sources".into(), Value::Array(list));
+    }
     for (k, v) in extra {
         o.insert((*k).to_string(), v.clone());
     }
@@ -420,6 +512,7 @@ mod tests {
                 tx,
                 hb: vec![0; HB_COUNTERS.len()],
                 last_message_age: None,
+                sources: Vec::new(),
                 process: None,
                 bridge_added: None,
                 publisher_to_wire: None,
@@ -448,5 +541,37 @@ mod tests {
         assert_eq!(v["rx"].as_object().unwrap().len(), RX_COUNTERS.len());
         assert_eq!(v["tx"].as_object().unwrap().len(), TX_COUNTERS.len());
         assert_eq!(v["hb"].as_object().unwrap().len(), HB_COUNTERS.len());
+        assert!(
+            v.get("sources").is_none(),
+            "no sources key for the single source"
+        );
+        // Listed sources: one object each, with its own counters and rates.
+        let src = |name: &str, msgs: u64, state: u64| {
+            let mut rx = vec![0; RX_COUNTERS.len()];
+            rx[pos(RX_COUNTERS, "messages")] = msgs;
+            let mut hb = vec![0; HB_COUNTERS.len()];
+            hb[pos(HB_COUNTERS, "state")] = state;
+            SourceSample {
+                name: name.into(),
+                endpoint: format!("tcp://127.0.0.1:{}", 5000 + msgs),
+                rx,
+                hb,
+                last_message_age: Some(0.5),
+            }
+        };
+        let mut a2 = a.clone();
+        a2.sources = vec![src("probeA", 0, 0), src("probeB", 0, 0)];
+        let mut b2 = b.clone();
+        b2.sources = vec![src("probeA", 1500, 1), src("probeB", 500, 2)];
+        let v: Value = serde_json::from_str(&json_line(&b2, &a2, 7, false, &[])).unwrap();
+        let list = v["sources"].as_array().expect("sources");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["name"], "probeA");
+        assert_eq!(list[0]["rx"]["messages"], 1500);
+        assert_eq!(list[0]["hb_state"], "online");
+        assert_eq!(list[1]["hb_state"], "not_responding");
+        assert_eq!(list[1]["rates"]["zmq_msgs_per_s"], 250.0);
+        assert_eq!(list[1]["last_message_age_s"], 0.5);
+        assert_eq!(list[1]["rx"].as_object().unwrap().len(), RX_COUNTERS.len());
     }
 }
