@@ -103,6 +103,11 @@ pub struct Args {
     /// Disable UDP GSO (use sendmmsg only).
     #[arg(long)]
     pub no_gso: bool,
+    /// Record every ZeroMQ message received to FILE (zmqcap, gzip if it ends in .gz; one file
+    /// per source, `.<name>` added, with several sources), while bridging. `oe-simulator
+    /// --replay FILE` plays it back.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Serve OSCQuery (the outputs' addresses, for discovery) on this port; 0 = any free port.
     /// Turns the server on with the config's `oscquery` host/mdns (default 127.0.0.1, off).
     #[arg(long, value_name = "PORT")]

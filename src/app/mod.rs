@@ -84,7 +84,8 @@ pub fn run(args: Args) -> Result<u8, Fail> {
     } else {
         PinRequest::Auto
     };
-    let opts = EngineOptions::new(pin, sender, warn);
+    let mut opts = EngineOptions::new(pin, sender, warn);
+    opts.record = args.record.clone();
     let eng = Engine::start(&cfg, &opts).map_err(|e| (exit::STARTUP, e))?;
     if info {
         text::print_startup(&cfg, &eng);

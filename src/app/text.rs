@@ -189,6 +189,19 @@ pub fn final_report(
             st.max_lateness.as_secs_f64() * 1e3
         );
     }
+    for rec in &r.recorded {
+        let _ = writeln!(
+            s,
+            "record     {} messages to {}  not recorded (ring full) {}  write failures {}{}",
+            rec.written,
+            rec.path.display(),
+            rec.dropped,
+            rec.failed,
+            rec.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("  error: {e}"))
+        );
+    }
     let _ = writeln!(
         s,
         "zmq        messages {}  data {}  ttl {}  spikes {}  malformed {}  headers repaired {}  upstream missing msgs {}  sample gaps {} ({} samples)",

@@ -62,6 +62,10 @@ pub struct EngineOptions {
     pub sender: SenderOptions,
     /// Log lines go to stderr when true.
     pub verbose: bool,
+    /// `--record FILE`: write every ZeroMQ message received to this zmqcap file (gzip when it
+    /// ends in `.gz`); with several sources, each source's file gets `.<name>` before the
+    /// extension.
+    pub record: Option<std::path::PathBuf>,
     /// Test hook (feature `test-hooks` only): the encoder shard panics after this many frames
     /// (proves that a dead thread stops the bridge with a failure instead of a silent stall).
     #[cfg(feature = "test-hooks")]
@@ -75,6 +79,7 @@ impl EngineOptions {
             pin,
             sender,
             verbose,
+            record: None,
             #[cfg(feature = "test-hooks")]
             panic_after_frames: None,
         }
@@ -226,6 +231,8 @@ pub struct Engine {
     rx: Vec<JoinHandle<Latencies>>,
     shards: Vec<JoinHandle<Latencies>>,
     hb: Vec<JoinHandle<()>>,
+    /// `--record` writers (one per source), with their files.
+    recorders: Vec<(std::path::PathBuf, record::Recorder)>,
     _ctx: zmq::Context,
 }
 
@@ -536,6 +543,7 @@ impl Engine {
         };
         let verbose = opts.verbose;
         let mut rx_handles = Vec::with_capacity(n_src);
+        let mut recorders = Vec::new();
         let mut hb_handles = Vec::with_capacity(n_src);
         let mut source_layouts = Vec::with_capacity(n_src);
         for (si, (src, socks)) in sources.iter().zip(sockets).enumerate() {
@@ -573,6 +581,17 @@ impl Engine {
             let rx_name = hot_names[si].clone();
             let board = boards[si].clone();
             let asm_cfg = asm_cfg.clone();
+            let tap = match &opts.record {
+                Some(p) => {
+                    let path = record::source_path(p, &src.name, n_src);
+                    // 64 MiB: over 2 s of 256 ch at 30 kHz if the disk stalls.
+                    let (tap, rec) = record::start(&path, 64 << 20)
+                        .map_err(|e| format!("--record {}: {e}", path.display()))?;
+                    recorders.push((path, rec));
+                    Some(tap)
+                }
+                None => None,
+            };
             let rx = thread::Builder::new()
                 .name(rx_name.clone())
                 .spawn(move || {
@@ -603,6 +622,7 @@ impl Engine {
                         spin,
                         verbose,
                         rx_lat_pub,
+                        tap,
                     )
                 })
                 .map_err(|e| format!("spawn {rx_name}: {e}"))?;
@@ -653,6 +673,7 @@ impl Engine {
                 spin,
             },
             rx: rx_handles,
+            recorders,
             shards: shard_handles,
             hb: hb_handles,
             _ctx: ctx,
@@ -697,6 +718,22 @@ impl Engine {
                 Err(_) => failed = true,
             }
         }
+        // The receivers are gone: what they taped is all in the rings; write it out.
+        let recorded = self
+            .recorders
+            .drain(..)
+            .map(|(path, rec)| {
+                let stats = rec.stats().clone();
+                let result = rec.finish().map_err(|e| e.to_string());
+                RecordReport {
+                    path,
+                    written: stats.written.load(Ordering::Relaxed),
+                    dropped: stats.dropped.load(Ordering::Relaxed),
+                    failed: stats.failed.load(Ordering::Relaxed),
+                    error: result.err(),
+                }
+            })
+            .collect();
         for h in self.shards.drain(..) {
             match h.join() {
                 Ok(l) => latencies.merge(&l),
@@ -737,6 +774,7 @@ impl Engine {
             .collect();
         Report {
             latencies,
+            recorded,
             sources,
             sources_listed: self.layout.sources_listed,
             output_sources: self.layout.output_sources.clone(),

@@ -1,6 +1,7 @@
 //! A receiver thread `zmq_rx` (one per source): ZMQ SUB receive, header parsing, frame assembly, hand-off to the shards.
 
 use super::counters::{publish_rx, OutputTallies, RxTallies};
+use super::record::RecordTap;
 use super::{wall_ms, Shared};
 use crate::config::OverflowStrategy;
 use crate::frame::{EventBuffer, Frame};
@@ -192,15 +193,25 @@ fn publish(shared: &Shared, asm: &Assembler, io: &RxIo, t: RxTallies) {
 }
 
 /// Receives the rest of a multipart message into `scratch` (discarding it).
-pub(crate) fn drain(sub: &zmq::Socket, scratch: &mut [u8]) -> usize {
+pub(crate) fn drain(sub: &zmq::Socket, scratch: &mut [u8], tap: &mut Option<RecordTap>) -> usize {
     let mut n = 0;
     while sub.get_rcvmore().unwrap_or(false) {
-        if sub.recv_into(scratch, 0).is_err() {
+        let Ok(got) = sub.recv_into(scratch, 0) else {
             break;
-        }
+        };
+        taped(tap, &scratch[..got.min(scratch.len())]);
         n += 1;
     }
     n
+}
+
+/// One received frame to `--record` (a frame longer than its buffer is recorded cut to the
+/// buffer: only malformed messages are that long).
+#[inline]
+fn taped(tap: &mut Option<RecordTap>, bytes: &[u8]) {
+    if let Some(t) = tap {
+        t.frame(bytes);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -214,6 +225,7 @@ pub(crate) fn run_receiver(
     spin: Duration,
     verbose: bool,
     mut lat_pub: LatencyPublisher,
+    mut tap: Option<RecordTap>,
 ) -> Latencies {
     let max_channels = io.names.len();
     let source = io.source;
@@ -238,6 +250,9 @@ pub(crate) fn run_receiver(
         let n = match sub.recv_into(&mut env, zmq::DONTWAIT) {
             Ok(n) => n,
             Err(zmq::Error::EAGAIN) => {
+                if let Some(t) = tap.as_mut() {
+                    t.end();
+                }
                 let now = Instant::now();
                 io.recycle();
                 asm.poll(now, &mut io);
@@ -289,6 +304,11 @@ pub(crate) fn run_receiver(
             }
         };
         idle_since = None;
+        if let Some(t) = tap.as_mut() {
+            // Closes the previous message and opens this one.
+            t.start();
+            t.frame(&env[..n.min(env.len())]);
+        }
         tally.messages += 1;
         let now = Instant::now();
         shared.last_message_ms[source].store(wall_ms() as u64, Ordering::Relaxed);
@@ -305,7 +325,7 @@ pub(crate) fn run_receiver(
         };
         let Some(envelope) = envelope else {
             asm.counters.count(Malformed::BadEnvelope);
-            drain(&sub, &mut scratch);
+            drain(&sub, &mut scratch, &mut tap);
             continue;
         };
         if !more {
@@ -313,10 +333,14 @@ pub(crate) fn run_receiver(
             continue;
         }
         let hn = match sub.recv_into(&mut hdr, 0) {
-            Ok(hn) => hn,
+            Ok(hn) => {
+                // Before parsing: a repair writes into `hdr`.
+                taped(&mut tap, &hdr[..hn.min(hdr.len())]);
+                hn
+            }
             Err(_) => {
                 tally.zmq_errors += 1;
-                drain(&sub, &mut scratch);
+                drain(&sub, &mut scratch, &mut tap);
                 continue;
             }
         };
@@ -344,7 +368,7 @@ pub(crate) fn run_receiver(
             Err(k) => {
                 asm.counters.count(k);
                 if more {
-                    drain(&sub, &mut scratch);
+                    drain(&sub, &mut scratch, &mut tap);
                 }
                 continue;
             }
@@ -381,11 +405,12 @@ pub(crate) fn run_receiver(
                 match asm.begin_data(&d, now, &mut io) {
                     Ok(row) => {
                         let got = sub.recv_into(row, 0).unwrap_or(usize::MAX);
+                        taped(&mut tap, &row[..got.min(row.len())]);
                         let extra = sub.get_rcvmore().unwrap_or(false);
                         let before = asm.counters.blocks_emitted;
                         let _ = asm.end_data(got, extra, now, &mut io);
                         if extra {
-                            drain(&sub, &mut scratch);
+                            drain(&sub, &mut scratch, &mut tap);
                         }
                         if asm.counters.blocks_emitted != before {
                             if let Some((_, first)) = block_first {
@@ -397,7 +422,7 @@ pub(crate) fn run_receiver(
                         }
                     }
                     Err(reject) => {
-                        drain(&sub, &mut scratch);
+                        drain(&sub, &mut scratch, &mut tap);
                         // Above a configured cap: say which cap, at most once a second (the
                         // message is only formatted when it is printed).
                         let cap = match reject {
@@ -435,7 +460,8 @@ pub(crate) fn run_receiver(
                         continue;
                     }
                     let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                    let extra = drain(&sub, &mut scratch);
+                    taped(&mut tap, &scratch[..got.min(scratch.len())]);
+                    let extra = drain(&sub, &mut scratch, &mut tap);
                     if extra > 0 {
                         asm.counters.count(Malformed::TooManyFrames);
                     } else if e.event_type == 3 && got.min(scratch.len()) == 10 {
@@ -456,7 +482,8 @@ pub(crate) fn run_receiver(
                     continue;
                 }
                 let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                let extra = drain(&sub, &mut scratch);
+                taped(&mut tap, &scratch[..got.min(scratch.len())]);
+                let extra = drain(&sub, &mut scratch, &mut tap);
                 let want = s
                     .num_channels
                     .checked_mul(s.num_samples)
@@ -482,10 +509,13 @@ pub(crate) fn run_receiver(
             _ => {
                 asm.counters.count(Malformed::UnknownType);
                 if more {
-                    drain(&sub, &mut scratch);
+                    drain(&sub, &mut scratch, &mut tap);
                 }
             }
         }
+    }
+    if let Some(t) = tap.as_mut() {
+        t.end();
     }
     // Stop: emit a complete open block and pending events, then hang up (shards drain and
     // finish).

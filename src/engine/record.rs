@@ -76,12 +76,9 @@ impl RecordTap {
         }
     }
 
-    /// A new message begins (arrival now).
+    /// A new message begins (arrival now); a message still open is complete.
     pub fn start(&mut self) {
-        if self.open {
-            // The previous message never ended (a receive error): drop it.
-            self.abort();
-        }
+        self.end();
         let t = self.epoch.elapsed().as_nanos() as u64;
         let mut b = [0u8; 9];
         b[0] = START;
@@ -108,14 +105,32 @@ impl RecordTap {
         self.push(bytes);
     }
 
-    /// The current message is complete.
+    /// The current message (if one is open) is complete.
     pub fn end(&mut self) {
-        if self.open && self.push(&[END]) {
+        if !self.open {
+            return;
+        }
+        if self.push(&[END]) {
             self.open = false;
         } else {
             self.abort();
         }
     }
+}
+
+/// The file for source `name` when there are `n_sources`: `path` itself for one source, else
+/// `.<name>` inserted before the `.zmqcap` / `.zmqcap.gz` extension (or appended).
+pub fn source_path(path: &Path, name: &str, n_sources: usize) -> std::path::PathBuf {
+    if n_sources <= 1 {
+        return path.to_path_buf();
+    }
+    let s = path.to_string_lossy();
+    for ext in [".zmqcap.gz", ".zmqcap", ".gz"] {
+        if let Some(stem) = s.strip_suffix(ext) {
+            return format!("{stem}.{name}{ext}").into();
+        }
+    }
+    format!("{s}.{name}").into()
 }
 
 /// The writer thread's handle.
@@ -340,6 +355,14 @@ mod tests {
         let d = std::env::temp_dir().join(format!("z2o-rec-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&d);
         d
+    }
+
+    #[test]
+    fn one_file_per_source() {
+        let p = Path::new("/tmp/x.zmqcap.gz");
+        assert_eq!(source_path(p, "a", 1), p);
+        assert_eq!(source_path(p, "a", 2), Path::new("/tmp/x.a.zmqcap.gz"));
+        assert_eq!(source_path(Path::new("cap"), "b", 2), Path::new("cap.b"));
     }
 
     #[test]

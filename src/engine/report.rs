@@ -68,6 +68,8 @@ pub struct SourceReport {
 pub struct Report {
     /// Merged latency histograms.
     pub latencies: Latencies,
+    /// What `--record` wrote (one entry per source file; empty without `--record`).
+    pub recorded: Vec<RecordReport>,
     /// Per source counters, in config order.
     pub sources: Vec<SourceReport>,
     /// The config listed its sources (`zmq.sources`): the report shows each.
@@ -84,6 +86,21 @@ pub struct Report {
     pub hb: Vec<(&'static str, u64)>,
     /// A thread panicked or failed.
     pub failed: bool,
+}
+
+/// What `--record` wrote to one file.
+#[derive(Debug, Clone)]
+pub struct RecordReport {
+    /// The zmqcap file.
+    pub path: std::path::PathBuf,
+    /// Messages written.
+    pub written: u64,
+    /// Messages not recorded because the receiver found the record ring full.
+    pub dropped: u64,
+    /// Messages lost to a write error.
+    pub failed: u64,
+    /// The write error that stopped the recording, if any.
+    pub error: Option<String>,
 }
 
 pub(crate) fn lookup(v: &[(&'static str, u64)], n: &str) -> u64 {

@@ -120,6 +120,11 @@ impl Collector {
 
 /// The bridge in sample mode, F = 1, one output with sample numbers and TTL events.
 pub fn bridge(zport: u16, oport: u16) -> Engine {
+    bridge_recording(zport, oport, None)
+}
+
+/// [`bridge`], also recording what it receives (`--record`) when `record` is given.
+pub fn bridge_recording(zport: u16, oport: u16, record: Option<PathBuf>) -> Engine {
     let text = format!(
         r#"{{"zmq": {{"host": "127.0.0.1", "data_port": {zport}}},
             "osc": {{"processing": {{"downsampling_factor": 1}}}},
@@ -132,6 +137,7 @@ pub fn bridge(zport: u16, oport: u16) -> Engine {
     assert!(warnings.is_empty(), "{warnings:?}");
     let opts = EngineOptions {
         verbose: false,
+        record,
         ..Default::default()
     };
     Engine::start(&cfg, &opts).unwrap()
