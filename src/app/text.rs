@@ -88,6 +88,9 @@ pub fn print_startup(cfg: &Config, eng: &Engine) {
         cfg.performance.osc_queue_overflow_strategy.as_str()
     );
     eprintln!("  pinning    {}", l.pinning.describe());
+    if let Some(rt) = l.pinning.describe_realtime() {
+        eprintln!("  realtime   {rt}");
+    }
 }
 
 /// The stderr status line, from the same samples as the JSON stats (outputs summed). Its

@@ -9,7 +9,8 @@ impl Config {
     /// * `balanced` (what generated files hold): nothing changes — the original's wire
     ///   behaviour.
     /// * `low_latency`: `osc_queue_max_size` 10 (a stale queue is worse than a drop), plain
-    ///   messages (`enable_batching` false); hot threads spin 500 µs before parking.
+    ///   messages (`enable_batching` false), `realtime_priority` 20 (`SCHED_FIFO` where
+    ///   permitted); hot threads spin 500 µs before parking.
     /// * `high_throughput`: `enable_batching` true with `batch_size` 10 (10× fewer
     ///   datagrams), `osc_queue_max_size` 200; hot threads park after 5 µs.
     ///
@@ -21,6 +22,7 @@ impl Config {
         ];
         const QUEUE: &[&str] = &["performance.osc_queue_max_size"];
         const BATCH_SIZE: &[&str] = &["osc.processing.batch_size"];
+        const REALTIME: &[&str] = &["performance.realtime_priority"];
         let mode = self.performance.mode;
         let mut applied = Vec::new();
         let mut set = |cfg: &mut Config, line: &str, keys: &[&str], apply: fn(&mut Config)| {
@@ -37,6 +39,9 @@ impl Config {
                 });
                 set(self, "performance.enable_batching = false", BATCHING, |c| {
                     c.performance.enable_batching = false
+                });
+                set(self, "performance.realtime_priority = 20", REALTIME, |c| {
+                    c.performance.realtime_priority = 20
                 });
             }
             PerformanceMode::HighThroughput => {

@@ -352,6 +352,13 @@ pub struct PerformanceConfig {
     /// it with the missing channels as NaN) or `hold` (with each missing channel's last
     /// value).
     pub missing_channel_policy: MissingChannelPolicy,
+    /// `performance.realtime_priority` (**new**): 1..=99 puts the hot threads (and libzmq's
+    /// I/O thread) on the `SCHED_FIFO` real-time scheduler at this priority, so they win the
+    /// CPU when data arrives even when a publisher keeps the cores busy; 0 = off (default;
+    /// `low_latency` mode presets 20). Needs CAP_SYS_NICE or an RLIMIT_RTPRIO; without it
+    /// the start-up line says so and the threads keep the normal scheduler.
+    #[serde(deserialize_with = "values::int::<_, _, 0, 99>")]
+    pub realtime_priority: u8,
     /// `performance.zmq_not_responding_timeout` (minimal format): folded into
     /// [`ZmqConfig::not_responding_timeout`] at load; `None` afterwards.
     #[serde(
@@ -386,6 +393,7 @@ impl Default for PerformanceConfig {
             max_channels: 1024,
             max_block_samples: 2048,
             missing_channel_policy: MissingChannelPolicy::Skip,
+            realtime_priority: 0,
             zmq_not_responding_timeout: None,
             zmq_data_timeout_seconds: None,
             zmq_auto_reinit_on_timeout: None,

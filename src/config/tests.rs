@@ -809,3 +809,26 @@ fn source_errors_name_the_key() {
     assert!(w[0].contains("'a' and 'b' both subscribe"), "{w:?}");
     assert!(w[1].starts_with("source 'b' feeds no output"), "{w:?}");
 }
+
+#[test]
+fn realtime_priority_key_and_low_latency_preset() {
+    assert_eq!(parse("{}").0.performance.realtime_priority, 0);
+    assert_eq!(
+        parse(r#"{"performance": {"realtime_priority": 50}}"#)
+            .0
+            .performance
+            .realtime_priority,
+        50
+    );
+    assert_eq!(
+        parse_err(r#"{"performance": {"realtime_priority": 100}}"#).path,
+        "performance.realtime_priority"
+    );
+    let (c, _) = parse(r#"{"performance": {"mode": "low_latency"}}"#);
+    assert_eq!(c.performance.realtime_priority, 20);
+    let (c, _) = parse(r#"{"performance": {"mode": "low_latency", "realtime_priority": 0}}"#);
+    assert_eq!(
+        c.performance.realtime_priority, 0,
+        "an explicit key wins over the preset"
+    );
+}

@@ -320,6 +320,11 @@ struct SourceSockets {
     heartbeat_endpoint: String,
 }
 
+/// `ZMQ_RCVHWM` of the data socket (messages).
+pub const RCVHWM: i32 = 50_000;
+/// `ZMQ_RCVBUF` of the data socket (bytes; the kernel may cap it at `net.core.rmem_max`).
+pub const RCVBUF: i32 = 8 << 20;
+
 fn open_source(
     ctx: &zmq::Context,
     src: &SourceSpec,
@@ -331,8 +336,12 @@ fn open_source(
         .socket(zmq::SUB)
         .map_err(|e| format!("zmq socket: {e}"))?;
     let largest_msg = (max_block * 4).max(1 << 16) as i64;
+    // A large queue in libzmq and a large kernel receive buffer: when the receiver or libzmq's
+    // I/O thread is descheduled (a publisher busy on the same cores), the plugin's PUB queue
+    // (1 000 messages) keeps draining into the kernel instead of overflowing.
     sub.set_maxmsgsize(largest_msg * 4)
-        .and_then(|_| sub.set_rcvhwm(10_000))
+        .and_then(|_| sub.set_rcvhwm(RCVHWM))
+        .and_then(|_| sub.set_rcvbuf(RCVBUF))
         .and_then(|_| sub.set_linger(0))
         .and_then(|_| sub.set_subscribe(b""))
         .map_err(|e| format!("zmq socket options: {e}"))?;
@@ -456,6 +465,9 @@ impl Engine {
         }
 
         let ctx = zmq::Context::new();
+        // libzmq starts its I/O and reaper threads with the first socket, unnamed: they are the
+        // threads that appear now with this thread's name.
+        let threads_before = sched::threads_named("");
         let mut sockets = Vec::with_capacity(n_src);
         for src in &sources {
             sockets.push(open_source(&ctx, src, max_block).map_err(|e| {
@@ -466,6 +478,7 @@ impl Engine {
                 }
             })?);
         }
+        let libzmq_threads = sched::new_threads_like_current(&threads_before);
 
         let hot_threads = n_src + specs.len();
         let (collector, lat_pubs) = LatencyCollector::new(hot_threads, Duration::from_secs(1));
@@ -505,7 +518,7 @@ impl Engine {
             }
             r => pin::plan(r, &cores, hot_threads),
         };
-        let pin_results = pin::PinResults::new(hot_threads);
+        let pin_results = pin::PinResults::new(hot_threads, cfg.performance.realtime_priority);
         let core_of = |i: usize| pin_plan.as_ref().ok().map(|p| p[i]);
         let mut hot_names: Vec<String> = sources
             .iter()
@@ -655,7 +668,23 @@ impl Engine {
             });
         }
         // Every hot thread has pinned itself (or failed to) before it starts its loop.
-        let pinning = pin_results.report(pin_request, pin_plan, &hot_names);
+        // libzmq's own I/O threads carry every message before the receiver sees it: on the
+        // real-time scheduler too when asked (found by name: libzmq starts them itself).
+        let zmq_io = if cfg.performance.realtime_priority > 0 {
+            libzmq_threads
+                .iter()
+                .map(|&tid| {
+                    sched::set_thread(
+                        &format!("libzmq (tid {tid})"),
+                        tid,
+                        cfg.performance.realtime_priority,
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let pinning = pin_results.report(pin_request, pin_plan, &hot_names, zmq_io);
 
         Ok(Engine {
             shared,

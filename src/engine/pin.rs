@@ -54,6 +54,9 @@ pub struct PinReport {
     pub threads: Vec<ThreadPin>,
     /// Why pinning was not attempted (`None` when it was).
     pub skipped: Option<String>,
+    /// `performance.realtime_priority` (0 = off) and what each thread got: every hot thread,
+    /// then libzmq's I/O threads.
+    pub realtime: (u8, Vec<super::sched::SchedOutcome>),
 }
 
 impl PinReport {
@@ -88,7 +91,53 @@ impl PinReport {
                 "thread": t.thread, "core": t.core, "ok": t.ok
             })).collect::<Vec<_>>(),
             "skipped": self.skipped,
+            "realtime": self.realtime_json(),
         })
+    }
+
+    /// `{"priority": P, "threads": [{"thread", "ok", "why"}]}`, or `null` when off.
+    pub fn realtime_json(&self) -> Value {
+        let (prio, list) = &self.realtime;
+        if *prio == 0 {
+            return Value::Null;
+        }
+        json!({
+            "policy": "SCHED_FIFO",
+            "priority": prio,
+            "threads": list.iter().map(|o| json!({
+                "thread": o.thread, "ok": o.ok, "why": o.why
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// One line on real-time scheduling for the start-up report (`None` when off).
+    pub fn describe_realtime(&self) -> Option<String> {
+        let (prio, list) = &self.realtime;
+        if *prio == 0 {
+            return None;
+        }
+        let ok: Vec<&str> = list
+            .iter()
+            .filter(|o| o.ok)
+            .map(|o| o.thread.as_str())
+            .collect();
+        let failed: Vec<String> = list
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| format!("{}: {}", o.thread, o.why))
+            .collect();
+        let mut s = format!("SCHED_FIFO {prio}: ");
+        if !ok.is_empty() {
+            s.push_str(&ok.join(", "));
+        }
+        if !failed.is_empty() {
+            if !ok.is_empty() {
+                s.push_str("; ");
+            }
+            s.push_str("NOT for ");
+            s.push_str(&failed.join("; "));
+        }
+        Some(s)
     }
 }
 
@@ -123,70 +172,102 @@ pub fn plan(
 }
 
 /// Collects each hot thread's pinning result.
+/// One hot thread's answer: (index, pinned: `None` when not planned, real-time outcome).
+type Answer = (usize, Option<bool>, Option<super::sched::SchedOutcome>);
+
 pub(crate) struct PinResults {
-    tx: SyncSender<(usize, bool)>,
-    rx: Receiver<(usize, bool)>,
+    tx: SyncSender<Answer>,
+    rx: Receiver<Answer>,
+    realtime: u8,
 }
 
 impl PinResults {
-    pub(crate) fn new(hot: usize) -> Self {
+    /// For `hot` threads; `realtime` is `performance.realtime_priority` (0 = off).
+    pub(crate) fn new(hot: usize, realtime: u8) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel(hot.max(1));
-        PinResults { tx, rx }
+        PinResults { tx, rx, realtime }
     }
 
-    /// For hot thread `index`: pins the calling thread to `core` (if any) and reports.
+    /// For hot thread `index`: pins the calling thread to `core` (if any), puts it on the
+    /// real-time scheduler (if asked) and reports.
     pub(crate) fn pinner(&self, index: usize, core: Option<core_affinity::CoreId>) -> Pinner {
         Pinner {
             index,
             core,
+            realtime: self.realtime,
             tx: self.tx.clone(),
         }
     }
 
-    /// Waits (bounded) for every planned thread's answer and builds the report.
-    /// `names[i]` is hot thread `i`'s name.
+    /// Waits (bounded) for every thread's answer and builds the report. `names[i]` is hot
+    /// thread `i`'s name; `extra` are outcomes for other threads (libzmq's I/O thread).
     pub(crate) fn report(
         self,
         request: PinRequest,
         plan: Result<Vec<core_affinity::CoreId>, String>,
         names: &[String],
+        extra: Vec<super::sched::SchedOutcome>,
     ) -> PinReport {
-        let cores = match plan {
-            Err(why) => {
-                return PinReport {
-                    requested: request.as_str(),
-                    threads: Vec::new(),
-                    skipped: Some(why),
-                }
-            }
-            Ok(c) => c,
+        let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| hot_thread_name(i));
+        // Every hot thread answers when real-time is asked; else only the planned ones.
+        let expected = if self.realtime > 0 {
+            names.len()
+        } else {
+            plan.as_ref().map_or(0, |c| c.len())
         };
         drop(self.tx);
-        let mut ok = vec![false; cores.len()];
-        for _ in 0..cores.len() {
+        let mut pinned = vec![false; names.len().max(plan.as_ref().map_or(0, |c| c.len()))];
+        let mut rt: Vec<Option<super::sched::SchedOutcome>> = vec![None; names.len()];
+        for _ in 0..expected {
             // A thread that dies before answering counts as failed.
             match self.rx.recv_timeout(Duration::from_secs(10)) {
-                Ok((i, r)) => {
-                    if let Some(o) = ok.get_mut(i) {
-                        *o = r;
+                Ok((i, p, r)) => {
+                    if let (Some(p), Some(slot)) = (p, pinned.get_mut(i)) {
+                        *slot = p;
+                    }
+                    if let Some(slot) = rt.get_mut(i) {
+                        *slot = r;
                     }
                 }
                 Err(_) => break,
             }
         }
+        let mut realtime: Vec<super::sched::SchedOutcome> = rt
+            .into_iter()
+            .enumerate()
+            .filter(|_| self.realtime > 0)
+            .map(|(i, o)| {
+                let mut o = o.unwrap_or_else(|| super::sched::SchedOutcome {
+                    thread: String::new(),
+                    ok: false,
+                    why: "no answer from the thread".into(),
+                });
+                o.thread = name(i);
+                o
+            })
+            .collect();
+        realtime.extend(extra);
+        let (threads, skipped) = match plan {
+            Err(why) => (Vec::new(), Some(why)),
+            Ok(cores) => (
+                cores
+                    .iter()
+                    .zip(pinned)
+                    .enumerate()
+                    .map(|(i, (c, ok))| ThreadPin {
+                        thread: name(i),
+                        core: c.id,
+                        ok,
+                    })
+                    .collect(),
+                None,
+            ),
+        };
         PinReport {
             requested: request.as_str(),
-            threads: cores
-                .iter()
-                .zip(ok)
-                .enumerate()
-                .map(|(i, (c, ok))| ThreadPin {
-                    thread: names.get(i).cloned().unwrap_or_else(|| hot_thread_name(i)),
-                    core: c.id,
-                    ok,
-                })
-                .collect(),
-            skipped: None,
+            threads,
+            skipped,
+            realtime: (self.realtime, realtime),
         }
     }
 }
@@ -195,15 +276,18 @@ impl PinResults {
 pub(crate) struct Pinner {
     index: usize,
     core: Option<core_affinity::CoreId>,
-    tx: SyncSender<(usize, bool)>,
+    realtime: u8,
+    tx: SyncSender<Answer>,
 }
 
 impl Pinner {
-    /// Pins the calling thread (when planned) and reports the result. Start-up only.
+    /// Pins the calling thread (when planned), puts it on `SCHED_FIFO` (when asked) and reports
+    /// the results. Start-up only.
     pub(crate) fn pin(self) {
-        if let Some(c) = self.core {
-            let ok = core_affinity::set_for_current(c);
-            let _ = self.tx.try_send((self.index, ok));
+        let pinned = self.core.map(core_affinity::set_for_current);
+        let rt = (self.realtime > 0).then(|| super::sched::set_current("", self.realtime));
+        if pinned.is_some() || rt.is_some() {
+            let _ = self.tx.try_send((self.index, pinned, rt));
         }
     }
 }
@@ -245,6 +329,7 @@ mod tests {
                 },
             ],
             skipped: None,
+            realtime: (0, Vec::new()),
         };
         assert_eq!(
             r.describe(),
@@ -258,6 +343,7 @@ mod tests {
             requested: "auto",
             threads: vec![],
             skipped: Some("few cores".into()),
+            realtime: (0, Vec::new()),
         };
         assert_eq!(s.describe(), "auto: skipped: few cores");
         assert_eq!(s.to_json()["skipped"], "few cores");
@@ -273,13 +359,28 @@ mod tests {
         let cores: Vec<CoreId> = (0..8).map(|id| CoreId { id }).collect();
         let plan = plan(PinRequest::Auto, &cores, names.len()).unwrap();
         assert_eq!(plan.len(), 4);
-        let results = PinResults::new(names.len());
+        let results = PinResults::new(names.len(), 5);
         for (i, core) in plan.iter().enumerate() {
             // What each thread's `pin()` reports (without pinning the test thread).
             let p = results.pinner(i, Some(*core));
-            p.tx.try_send((i, i != 2)).unwrap();
+            let rt = crate::engine::sched::SchedOutcome {
+                thread: String::new(),
+                ok: i != 1,
+                why: if i == 1 { "not permitted".into() } else { String::new() },
+            };
+            p.tx.try_send((i, Some(i != 2), Some(rt))).unwrap();
         }
-        let r = results.report(PinRequest::Auto, Ok(plan), &names);
+        let extra = vec![crate::engine::sched::SchedOutcome {
+            thread: "libzmq (tid 9)".into(),
+            ok: true,
+            why: String::new(),
+        }];
+        let r = results.report(PinRequest::Auto, Ok(plan), &names, extra);
+        assert_eq!(
+            r.describe_realtime().unwrap(),
+            "SCHED_FIFO 5: zmq_rx_a, osc_tx_0, osc_tx_1, libzmq (tid 9); NOT for zmq_rx_b: not permitted"
+        );
+        assert_eq!(r.to_json()["realtime"]["threads"][1]["ok"], false);
         let got: Vec<(&str, usize, bool)> = r
             .threads
             .iter()

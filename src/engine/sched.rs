@@ -110,6 +110,20 @@ pub fn threads_named(prefix: &str) -> Vec<(i32, String)> {
     v
 }
 
+/// Threads that are not in `before` and carry the calling thread's name: the threads a library
+/// started from this thread without naming them (libzmq's I/O and reaper threads inherit the
+/// name of the thread that created the first socket).
+pub fn new_threads_like_current(before: &[(i32, String)]) -> Vec<i32> {
+    let me = std::fs::read_to_string("/proc/thread-self/comm")
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default();
+    threads_named("")
+        .into_iter()
+        .filter(|(tid, name)| *name == me && !before.iter().any(|(b, _)| b == tid))
+        .map(|(tid, _)| tid)
+        .collect()
+}
+
 /// The kernel tid of the calling thread.
 #[cfg(target_os = "linux")]
 pub fn current_tid() -> i32 {

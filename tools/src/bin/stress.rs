@@ -50,10 +50,12 @@ const CPU_WARMUP: Duration = Duration::from_millis(1500);
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// How long a bridge may take to subscribe before the row is given up.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
-/// The bridge's SUB socket options (`Engine::start` in src/engine/mod.rs): `ZMQ_RCVHWM` 10 000,
-/// `ZMQ_MAXMSGSIZE` 4 × max(4 × `performance.max_block_samples` (default 2048), 65 536) bytes,
-/// linger 0, `ZMQ_RCVBUF` left at the OS default. The drain baseline uses the same.
-const BRIDGE_RCVHWM: i32 = 10_000;
+/// The bridge's SUB socket options (`Engine::start` in src/engine/mod.rs): `ZMQ_RCVHWM` and
+/// `ZMQ_RCVBUF` from the bridge's own constants, `ZMQ_MAXMSGSIZE` 4 × max(4 ×
+/// `performance.max_block_samples` (default 2048), 65 536) bytes, linger 0. The drain
+/// baseline uses the same.
+const BRIDGE_RCVHWM: i32 = zmq2osc::engine::RCVHWM;
+const BRIDGE_RCVBUF: i32 = zmq2osc::engine::RCVBUF;
 const BRIDGE_MAXMSGSIZE: i64 = 4 * 65_536;
 
 #[derive(Debug, Parser)]
@@ -1098,6 +1100,7 @@ fn run_drain(channels: u32, block: &BlockSize, seconds: f64, hwm: i32) -> Result
     let io_tids: Vec<u32> = own_tids().difference(&before).copied().collect();
     sub.set_maxmsgsize(BRIDGE_MAXMSGSIZE)
         .and_then(|_| sub.set_rcvhwm(BRIDGE_RCVHWM))
+        .and_then(|_| sub.set_rcvbuf(BRIDGE_RCVBUF))
         .and_then(|_| sub.set_linger(0))
         .and_then(|_| sub.set_subscribe(b""))
         .and_then(|_| sub.connect(&simulator.data_endpoint()))
