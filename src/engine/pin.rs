@@ -366,7 +366,11 @@ mod tests {
             let rt = crate::engine::sched::SchedOutcome {
                 thread: String::new(),
                 ok: i != 1,
-                why: if i == 1 { "not permitted".into() } else { String::new() },
+                why: if i == 1 {
+                    "not permitted".into()
+                } else {
+                    String::new()
+                },
             };
             p.tx.try_send((i, Some(i != 2), Some(rt))).unwrap();
         }

@@ -105,6 +105,9 @@ struct Opt {
     /// Also run contended full-rate rows: a thread beside the simulator burns a core.
     #[arg(long)]
     contend: bool,
+    /// `performance.realtime_priority` for an extra contended row per channel count (0 = none).
+    #[arg(long, default_value_t = 20)]
+    realtime: u8,
     /// Channel counts of the contended rows.
     #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
     contend_at: Vec<u32>,
@@ -166,6 +169,8 @@ struct Scenario {
     pub_hwm: i32,
     pinned: bool,
     contend: bool,
+    /// `performance.realtime_priority` of the bridge (0 = off).
+    realtime: u8,
     seconds: f64,
     block: BlockSize,
     block_samples: usize,
@@ -188,6 +193,9 @@ impl Scenario {
         }
         if self.contend {
             s.push_str("-contend");
+        }
+        if self.realtime > 0 {
+            let _ = write!(s, "-rt{}", self.realtime);
         }
         s
     }
@@ -420,12 +428,13 @@ fn bridge_config(sc: &Scenario, data_port: u16, osc_port: u16) -> String {
       "batch_size": {batch}
     }}
   }},
-  "performance": {{ "max_channels": {maxch}, "pin_threads": {pin} }}
+  "performance": {{ "max_channels": {maxch}, "pin_threads": {pin}, "realtime_priority": {rt} }}
 }}
 "#,
         f = sc.factor,
         maxch = sc.channels.max(1024),
         pin = sc.pinned,
+        rt = sc.realtime,
     )
 }
 
@@ -939,6 +948,7 @@ fn matrix_row(ctx: &Ctx, r: &RunResult, base: Option<(f64, f64)>) -> Row {
         .push("pub_hwm", Cell::Int(sc.pub_hwm.max(0) as u64))
         .push("pinned", yes_no(sc.pinned))
         .push("contend", yes_no(sc.contend))
+        .push("realtime", Cell::text(sc.realtime.to_string()))
         .push("seconds", Cell::Num(sc.seconds, 1))
         .push("bridge_exit", Cell::text(r.exit.to_string()))
         .push("error", Cell::text(&r.error))
@@ -1451,6 +1461,7 @@ fn run_soak(ctx: &Ctx, o: &Opt, block: BlockSize, block_samples: usize) -> ExitC
         pub_hwm: *o.pub_hwm.first().unwrap_or(&100_000),
         pinned: false,
         contend: false,
+        realtime: 0,
         seconds: secs,
         block,
         block_samples,
@@ -1585,6 +1596,7 @@ fn main() -> ExitCode {
         pub_hwm,
         pinned,
         contend,
+        realtime: 0,
         seconds: o.seconds,
         block: block.clone(),
         block_samples,
@@ -1622,6 +1634,13 @@ fn main() -> ExitCode {
         }
         if o.contend && o.contend_at.contains(&ch) {
             scenarios.push(mk(ch, Mode::Sample, 1, hwm, false, true));
+            // The same competing publisher, the bridge on the real-time scheduler
+            // (`performance.realtime_priority`; the row's stderr says if it was refused).
+            if o.realtime > 0 {
+                let mut sc = mk(ch, Mode::Sample, 1, hwm, false, true);
+                sc.realtime = o.realtime;
+                scenarios.push(sc);
+            }
         }
     }
     for s in &skipped {
@@ -1763,6 +1782,9 @@ fn main() -> ExitCode {
         if s.pinned {
             key.push_str(" pinned");
         }
+        if s.realtime > 0 {
+            let _ = write!(key, " realtime {}", s.realtime);
+        }
         if s.contend {
             key.push_str(" contended");
         }
@@ -1884,6 +1906,7 @@ mod tests {
             pub_hwm: 100_000,
             pinned,
             contend: false,
+            realtime: 0,
             seconds: 5.0,
             block: BlockSize::Gui,
             block_samples: 696,
