@@ -119,7 +119,11 @@ fn full_format_values_apply() {
         .replace("\"drop_oldest\"", "\"block\"")
         .replace("\"average\"", "\"decimate\"");
     let (c, w) = parse(&text);
-    assert!(w.is_empty(), "{w:?}");
+    // The full file sets the queue and batching keys itself; only the real-time preset applies.
+    assert_eq!(
+        w,
+        vec!["performance.mode low_latency preset: performance.realtime_priority = 20"]
+    );
     assert_eq!(c.osc.port, 9000);
     assert_eq!(c.osc.processing.batch_size, 50);
     assert!(c.performance.enable_batching);
@@ -672,13 +676,14 @@ fn legacy_output_and_every_new_key_logged() {
         "performance.max_channels = 64 (default 1024)",
         "performance.max_block_samples = 100 (default 2048)",
         "performance.missing_channel_policy = \"hold\" (default \"skip\")",
+        "performance.realtime_priority = 20 (default 0)",
     ] {
         assert!(
             lines.iter().any(|l| l == want),
             "missing {want:?} in {lines:?}"
         );
     }
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines.len(), 8, "{lines:?}");
 }
 
 #[test]

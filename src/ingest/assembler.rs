@@ -342,6 +342,16 @@ impl Assembler {
         self.last_msg_num = Some(n);
     }
 
+    /// Whether the short incomplete-block deadline may close the open block: only where an
+    /// incomplete block can be told from a slow one, i.e. without message numbers (old
+    /// plugins), or once the stream showed a `message_num` gap during this block. In a
+    /// gap-free stream the missing channels are still on their way (the plugin sends every
+    /// channel of a block; a publisher descheduled mid-block only delays them), and if they
+    /// never come, the next block or the data timeout closes the block and counts it.
+    fn deadline_applies(&self) -> bool {
+        self.lossy || self.last_msg_num.is_none()
+    }
+
     fn mark_gap(&mut self) {
         if self.open {
             self.lossy = true;
@@ -490,7 +500,7 @@ impl Assembler {
     /// Time-driven work: drops an incomplete block whose deadline passed, handles the data
     /// inactivity timeout. Call it when the socket is idle (and now and then when busy).
     pub fn poll(&mut self, now: Instant, io: &mut dyn FrameIo) {
-        if self.open && !self.emitted && now >= self.deadline {
+        if self.open && !self.emitted && now >= self.deadline && self.deadline_applies() {
             // The rest never came: under a known set the block is incomplete, not held.
             self.timed_out = true;
             self.close(io);
@@ -525,7 +535,7 @@ impl Assembler {
 
     /// The earliest instant at which [`Assembler::poll`] has work, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let d = (self.open && !self.emitted).then_some(self.deadline);
+        let d = (self.open && !self.emitted && self.deadline_applies()).then_some(self.deadline);
         let t = self.last_activity.map(|t| t + self.cfg.data_timeout);
         match (d, t) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1184,14 +1194,57 @@ mod tests {
 
     #[test]
     fn deadline_drops_incomplete_block() {
+        // A message_num gap inside the block: its missing channel was lost upstream.
         let (mut a, mut io, mut mn) = (asm(), io(8), 0);
         blocks(&mut a, &mut io, &mut mn, 0, 3, 2, &[0, 1]);
         mn += 1;
         feed(&mut a, &mut io, &hdr(mn, 0, 6, 2)).unwrap();
+        a.observe_message_num(Some(mn + 5), Instant::now(), &mut io);
+        let d = a.next_deadline().unwrap();
+        a.poll(d, &mut io);
+        assert_eq!(a.counters.blocks_incomplete_upstream, 1);
+        assert_eq!(io.0.len(), 8 - io.1.len(), "frame returned to the pool");
+        // Without message numbers (old plugins) the deadline is the only way to tell.
+        let (mut a, mut io) = (asm(), self::tests::io(8));
+        for b in 0..3 {
+            for c in 0..2 {
+                let mut h = hdr(0, c, b * 2, 2);
+                h.message_num = None;
+                feed(&mut a, &mut io, &h).unwrap();
+            }
+        }
+        let mut h = hdr(0, 0, 6, 2);
+        h.message_num = None;
+        feed(&mut a, &mut io, &h).unwrap();
         let d = a.next_deadline().unwrap();
         a.poll(d, &mut io);
         assert_eq!(a.counters.blocks_incomplete, 1);
-        assert_eq!(io.0.len(), 8 - io.1.len(), "frame returned to the pool");
+    }
+
+    #[test]
+    fn a_publisher_stalled_mid_block_is_waited_for() {
+        // Gap-free message numbers: the rest of the block is on its way, however late.
+        let (mut a, mut io, mut mn) = (asm(), io(8), 0);
+        blocks(&mut a, &mut io, &mut mn, 0, 3, 2, &[0, 1]);
+        let emitted = a.counters.blocks_emitted;
+        mn += 1;
+        feed(&mut a, &mut io, &hdr(mn, 0, 6, 2)).unwrap();
+        assert_eq!(
+            a.next_deadline(),
+            a.last_activity.map(|t| t + a.cfg.data_timeout)
+        );
+        a.poll(Instant::now() + Duration::from_millis(500), &mut io);
+        assert_eq!(a.counters.blocks_incomplete, 0);
+        mn += 1;
+        feed(&mut a, &mut io, &hdr(mn, 1, 6, 2)).unwrap();
+        assert_eq!(a.counters.blocks_emitted, emitted + 1);
+        // If the rest never comes, the data timeout closes the block and counts it.
+        mn += 1;
+        feed(&mut a, &mut io, &hdr(mn, 0, 8, 2)).unwrap();
+        let t = a.next_deadline().unwrap();
+        a.poll(t, &mut io);
+        assert_eq!(a.counters.blocks_incomplete, 1);
+        assert_eq!(a.counters.data_timeouts, 1);
     }
 
     #[test]
