@@ -383,7 +383,14 @@ impl Engine {
         let max_block = cfg.performance.max_block_samples as usize;
         let queue = cfg.performance.osc_queue_max_size as usize;
         let policy = cfg.performance.osc_queue_overflow_strategy;
-        let spin = idle_spin(cfg.performance.mode);
+        // On the real-time scheduler a woken thread runs at once, and a spinning one would keep
+        // an equal-priority thread (libzmq's I/O thread, the other hot thread) off its core on a
+        // small machine: the hot threads then park without spinning.
+        let spin = if cfg.performance.realtime_priority > 0 {
+            Duration::ZERO
+        } else {
+            idle_spin(cfg.performance.mode)
+        };
         // drop_oldest: the shard trims the queue back to `queue` when it pops, so the ring
         // needs headroom for what arrives while the shard is busy with one block.
         let headroom = if policy == OverflowStrategy::DropOldest {
