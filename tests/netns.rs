@@ -15,10 +15,9 @@ mod common;
 
 use rosc::{OscPacket, OscType};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const MARKER: &str = "ZMQ2OSC_TEST_IN_NETNS";
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 1);
 const BROADCAST: Ipv4Addr = Ipv4Addr::new(127, 255, 255, 255);
 const CHANNELS: usize = 8;
@@ -26,49 +25,7 @@ const F: f32 = 30.0;
 
 #[test]
 fn multicast_and_broadcast_outputs_are_received_in_a_loopback_namespace() {
-    let me = std::env::current_exe().unwrap();
-    let setup = "set -e; ip link set lo up; ip link set lo multicast on; \
-                 ip route add 224.0.0.0/4 dev lo; exec \"$0\" \"$@\"";
-    let out = Command::new("unshare")
-        .args(["-rn", "sh", "-c", setup])
-        .arg(&me)
-        .args([
-            "--exact",
-            "inner_multicast_and_broadcast",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(MARKER, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for the namespace: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "inner test failed in the namespace ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // The inner test really ran (the filter matched one test and it passed).
-    assert!(
-        stdout.contains("1 passed"),
-        "inner test did not run:\n{stdout}"
-    );
-}
-
-/// Interfaces of this network namespace (from /proc/net/dev, which is per namespace; /sys may
-/// still show the host's).
-fn interfaces() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string("/proc/net/dev")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
-        .collect();
-    v.sort();
-    v
+    common::run_in_loopback_namespace("inner_multicast_and_broadcast");
 }
 
 /// A socket on `port` that receives the group's datagrams (several may share the port).
@@ -180,12 +137,7 @@ fn check_rows(what: &str, rows: &[Vec<f32>]) {
 #[test]
 #[ignore = "runs only inside the namespace the test above makes"]
 fn inner_multicast_and_broadcast() {
-    assert_eq!(
-        std::env::var(MARKER).as_deref(),
-        Ok("1"),
-        "this test sends multicast and broadcast: run it only through the outer test"
-    );
-    assert_eq!(interfaces(), ["lo"], "not in a loopback-only namespace");
+    common::assert_in_loopback_namespace();
 
     let mport = UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -137,60 +137,19 @@ fn bad_clients_get_4xx_and_never_stall_the_server() {
     assert_eq!(get(a, "/").0, 200);
 }
 
-const MARKER: &str = "ZMQ2OSC_TEST_IN_NETNS";
-
 /// Needs python3 with zeroconf, so it is ignored in the README's test command and run by
 /// `.ci/run` (which installs zeroconf) as
 /// `cargo test --test oscquery -- --ignored --exact mdns_advertisement_is_seen_by_python_zeroconf_in_a_loopback_namespace`.
 #[test]
 #[ignore = "needs python3 with zeroconf (python3 -m pip install zeroconf)"]
 fn mdns_advertisement_is_seen_by_python_zeroconf_in_a_loopback_namespace() {
-    let me = std::env::current_exe().unwrap();
-    let setup = "set -e; ip link set lo up; ip link set lo multicast on; \
-                 ip route add 224.0.0.0/4 dev lo; exec \"$0\" \"$@\"";
-    let out = Command::new("unshare")
-        .args(["-rn", "sh", "-c", setup])
-        .arg(&me)
-        .args([
-            "--exact",
-            "inner_mdns",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(MARKER, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for the namespace: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "inner test failed in the namespace ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "inner test did not run:\n{stdout}"
-    );
+    common::run_in_loopback_namespace("inner_mdns");
 }
 
 #[test]
 #[ignore = "runs only inside the namespace the test above makes"]
 fn inner_mdns() {
-    assert_eq!(
-        std::env::var(MARKER).as_deref(),
-        Ok("1"),
-        "this test multicasts: run it only through the outer test"
-    );
-    let ifs: Vec<String> = std::fs::read_to_string("/proc/net/dev")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
-        .collect();
-    assert_eq!(ifs, ["lo"], "not in a loopback-only namespace");
+    common::assert_in_loopback_namespace();
 
     let q = start(true);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oscquery/browse.py");

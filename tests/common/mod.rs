@@ -154,3 +154,60 @@ pub fn free_ports() -> (u16, u16) {
     }
     panic!("no free ports");
 }
+
+/// Marker variable set for a test re-run inside a loopback-only network namespace.
+pub const NETNS_MARKER: &str = "ZMQ2OSC_TEST_IN_NETNS";
+
+/// Re-runs the ignored test `inner` of this test binary inside a new user + network namespace
+/// (`unshare -rn`) whose one interface is loopback, up, with multicast on and a route for
+/// 224.0.0.0/4; fails (never skips) when that cannot be done or the inner test fails.
+pub fn run_in_loopback_namespace(inner: &str) {
+    let me = std::env::current_exe().unwrap();
+    let setup = "set -e; ip link set lo up; ip link set lo multicast on; \
+                 ip route add 224.0.0.0/4 dev lo; exec \"$0\" \"$@\"";
+    let out = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", setup])
+        .arg(&me)
+        .args([
+            "--exact",
+            inner,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NETNS_MARKER, "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for the namespace: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "inner test failed in the namespace ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The inner test really ran (the filter matched one test and it passed).
+    assert!(
+        stdout.contains("1 passed"),
+        "inner test did not run:\n{stdout}"
+    );
+}
+
+/// For the inner test: panics unless it runs in the namespace [`run_in_loopback_namespace`]
+/// made (the marker is set and loopback is the only interface, from /proc/net/dev, which is
+/// per namespace where /sys may still show the host's).
+pub fn assert_in_loopback_namespace() {
+    assert_eq!(
+        std::env::var(NETNS_MARKER).as_deref(),
+        Ok("1"),
+        "this test multicasts: run it only through its outer test"
+    );
+    let ifs: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    assert_eq!(ifs, ["lo"], "not in a loopback-only namespace");
+}
