@@ -28,6 +28,7 @@ use std::time::Instant;
 use zmq2osc::frame::Frame;
 use zmq2osc::ingest::assembler::{Assembler, AssemblerConfig, FrameIo};
 use zmq2osc::ingest::protocol::{parse_header, parse_header_mut, DataHeader, Header};
+use zmq2osc::ingest::scan::scan_data_header;
 
 const CHANNELS: usize = 256;
 const BLOCK: usize = 696;
@@ -157,7 +158,10 @@ fn bench_assemble(c: &mut Criterion) {
             let now = Instant::now();
             let base = next * CHANNELS;
             for (hb, p) in headers[base..base + CHANNELS].iter().zip(&payload) {
-                if let Ok(Header::Data(h)) = parse_header(hb) {
+                // The receiver's path: the scanner, the JSON parse only as a fallback.
+                if let Some(h) = scan_data_header(hb) {
+                    feed(a, io, &h, p, now);
+                } else if let Ok(Header::Data(h)) = parse_header(hb) {
                     feed(a, io, &h, p, now);
                 }
             }
@@ -199,12 +203,17 @@ fn bench_assemble(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group(format!("parse_header/juce_{}B", hb.len()));
     g.throughput(Throughput::Elements(1));
-    g.bench_function("data_header", |b| {
+    // The full JSON parse (serde_json), the scanner alone, and the receiver's path
+    // (`parse_header_mut`: the scanner first, the JSON parse as the fallback).
+    g.bench_function("json_parse", |b| {
         b.iter(|| parse_header(black_box(&hb)).is_ok())
+    });
+    g.bench_function("scanner", |b| {
+        b.iter(|| scan_data_header(black_box(&hb)).is_some())
     });
     let mut buf = hb.clone();
     buf.push(0);
-    g.bench_function("data_header_mut", |b| {
+    g.bench_function("receiver_path", |b| {
         b.iter(|| parse_header_mut(black_box(&mut buf), hb.len()).is_ok())
     });
     // The GUI's non-ASCII bug: sized in characters, one byte short (the closing brace).

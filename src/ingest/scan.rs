@@ -42,12 +42,22 @@ impl Cur<'_> {
     /// Consumes `lit` exactly.
     #[inline]
     fn lit(&mut self, lit: &[u8]) -> Option<()> {
-        if self.b.get(self.i..self.i + lit.len())? == lit {
-            self.i += lit.len();
-            Some(())
-        } else {
-            None
+        let have = self.b.get(self.i..self.i + lit.len())?;
+        // Eight bytes at a time (the literals are short: a library memcmp call costs more).
+        let mut a = have.chunks_exact(8);
+        let mut b = lit.chunks_exact(8);
+        for (x, y) in (&mut a).zip(&mut b) {
+            let x = u64::from_ne_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+            let y = u64::from_ne_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
+            if x != y {
+                return None;
+            }
         }
+        if a.remainder().iter().zip(b.remainder()).any(|(x, y)| x != y) {
+            return None;
+        }
+        self.i += lit.len();
+        Some(())
     }
 
     /// A JSON string without escapes or control characters: its byte range in the frame
@@ -56,15 +66,18 @@ impl Cur<'_> {
     fn string(&mut self) -> Option<Range<usize>> {
         self.lit(b"\"")?;
         let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        let rest = self.b.get(start..)?;
+        let end = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
         }
-        std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        self.i = start + end;
+        let s = &self.b[start..self.i];
+        if !s.is_ascii() {
+            std::str::from_utf8(s).ok()?;
+        }
         self.i += 1;
         Some(start..self.i - 1)
     }
@@ -77,22 +90,31 @@ impl Cur<'_> {
             self.i += 1;
         }
         let start = self.i;
-        // Accumulate negatively so that i64::MIN fits.
-        let mut v: i64 = 0;
-        while let Some(&c) = self.b.get(self.i) {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
-            self.i += 1;
-        }
-        let n = self.i - start;
-        if n == 0 || (n > 1 && self.b[start] == b'0') {
+        let digits = self.b.get(start..)?;
+        let n = digits
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        if n == 0 || (n > 1 && digits[0] == b'0') {
             return None;
         }
+        self.i = start + n;
         // A fraction or exponent would make it a float: not ours.
         if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
             return None;
+        }
+        if n <= 18 {
+            // At most 18 digits cannot overflow an i64.
+            let mut v: i64 = 0;
+            for &c in &digits[..n] {
+                v = v * 10 + i64::from(c - b'0');
+            }
+            return Some(if neg { -v } else { v });
+        }
+        // Accumulate negatively so that i64::MIN fits.
+        let mut v: i64 = 0;
+        for &c in &digits[..n] {
+            v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
         }
         if neg {
             Some(v)
