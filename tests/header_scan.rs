@@ -113,6 +113,7 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let byte = prop_oneof![
         4 => prop::sample::select(b"0123456789-.eE+\"\\ \r\n{}:,abnul".to_vec()),
+        1 => Just(b'-'),
         1 => any::<u8>(),
     ];
     prop_oneof![

@@ -299,3 +299,54 @@ fn the_bridge_serves_its_outputs_and_follows_layout_changes() {
     assert_eq!(h["OSC_PORT"], oport);
     assert_eq!(h["OSC_IP"], "127.0.0.1");
 }
+
+/// A client that asks for a large namespace and reads it a trickle at a time holds the server
+/// for at most the request + reply bound (each write making progress does not extend it): the
+/// next client is answered.
+#[test]
+fn a_client_that_reads_slowly_is_cut_off() {
+    let big = Snapshot {
+        methods: (0..40_000)
+            .map(|i| Method {
+                path: format!("/data/m{i}"),
+                type_tag: "f".repeat(64),
+                description: "x".repeat(200),
+            })
+            .collect(),
+        ..snapshot(4)
+    };
+    let q = OscQuery::start(
+        &Options {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            mdns: false,
+            name: "big".into(),
+        },
+        big,
+    )
+    .unwrap();
+    let a = q.local_addr();
+    let mut stuck = TcpStream::connect(a).unwrap();
+    stuck.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    // 5 KiB a second from a reply of megabytes: each of the server's writes makes a little
+    // progress, for minutes, unless the server bounds the whole reply.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let trickle = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end && !d2.load(std::sync::atomic::Ordering::Relaxed) {
+            match stuck.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let (st, v) = get(a, "/data/m7?TYPE");
+    assert_eq!(st, 200);
+    assert_eq!(v["TYPE"], "f".repeat(64));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+}

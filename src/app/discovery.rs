@@ -41,6 +41,12 @@ pub fn start(q: &OscQueryConfig, cfg: &Config, info: bool) -> Result<OscQuery, F
             format!("oscquery: cannot serve on {bind}: {e}"),
         )
     })?;
+    if q.mdns && bind.ip().is_loopback() && warn_enabled(cfg) {
+        eprintln!(
+            "warning: oscquery.mdns advertises {bind}, which only this machine can reach; set \
+             oscquery.host to a LAN address (or 0.0.0.0) for other machines"
+        );
+    }
     if info {
         eprintln!(
             "oscquery: http://{}/ (read-only namespace of {} output(s)){}",
@@ -54,6 +60,10 @@ pub fn start(q: &OscQueryConfig, cfg: &Config, info: bool) -> Result<OscQuery, F
         );
     }
     Ok(server)
+}
+
+fn warn_enabled(cfg: &Config) -> bool {
+    cfg.app.log_level != crate::config::LogLevel::Error
 }
 
 /// Where the server is, for the JSON stats.

@@ -383,14 +383,9 @@ impl Engine {
         let max_block = cfg.performance.max_block_samples as usize;
         let queue = cfg.performance.osc_queue_max_size as usize;
         let policy = cfg.performance.osc_queue_overflow_strategy;
-        // On the real-time scheduler a woken thread runs at once, and a spinning one would keep
-        // an equal-priority thread (libzmq's I/O thread, the other hot thread) off its core on a
-        // small machine: the hot threads then park without spinning.
-        let spin = if cfg.performance.realtime_priority > 0 {
-            Duration::ZERO
-        } else {
-            idle_spin(cfg.performance.mode)
-        };
+        // A hot thread that got the real-time scheduler parks without spinning (see
+        // `Pinner::pin`); the others spin as the mode says.
+        let spin = idle_spin(cfg.performance.mode);
         // drop_oldest: the shard trims the queue back to `queue` when it pops, so the ring
         // needs headroom for what arrives while the shard is busy with one block.
         let headroom = if policy == OverflowStrategy::DropOldest {
@@ -546,7 +541,7 @@ impl Engine {
                 .name(name)
                 .spawn(move || {
                     let _g = PanicGuard(s2.clone());
-                    pinner.pin();
+                    let spin = if pinner.pin() { Duration::ZERO } else { spin };
                     run_shard(s2, index, st, policy, queue, spin, verbose, lp)
                 })
                 .map_err(|e| format!("spawn osc_tx_{index}: {e}"))?;
@@ -616,7 +611,11 @@ impl Engine {
                 .name(rx_name.clone())
                 .spawn(move || {
                     let _g = PanicGuard(rx_shared.clone());
-                    rx_pinner.pin();
+                    let spin = if rx_pinner.pin() {
+                        Duration::ZERO
+                    } else {
+                        spin
+                    };
                     let io = RxIo {
                         free,
                         links,
@@ -678,16 +677,24 @@ impl Engine {
         // libzmq's own I/O threads carry every message before the receiver sees it: on the
         // real-time scheduler too when asked (found by name: libzmq starts them itself).
         let zmq_io = if cfg.performance.realtime_priority > 0 {
-            libzmq_threads
-                .iter()
-                .map(|&tid| {
-                    sched::set_thread(
-                        &format!("libzmq (tid {tid})"),
-                        tid,
-                        cfg.performance.realtime_priority,
-                    )
-                })
-                .collect()
+            if libzmq_threads.is_empty() {
+                vec![sched::SchedOutcome {
+                    thread: "libzmq".into(),
+                    ok: false,
+                    why: "its threads were not found in /proc/self/task".into(),
+                }]
+            } else {
+                libzmq_threads
+                    .iter()
+                    .map(|&tid| {
+                        sched::set_thread(
+                            &format!("libzmq (tid {tid})"),
+                            tid,
+                            cfg.performance.realtime_priority,
+                        )
+                    })
+                    .collect()
+            }
         } else {
             Vec::new()
         };

@@ -282,13 +282,18 @@ pub(crate) struct Pinner {
 
 impl Pinner {
     /// Pins the calling thread (when planned), puts it on `SCHED_FIFO` (when asked) and reports
-    /// the results. Start-up only.
-    pub(crate) fn pin(self) {
+    /// the results. Start-up only. Returns true when the thread runs on `SCHED_FIFO`: it then
+    /// parks without spinning (a woken real-time thread runs at once, and a spinning one would
+    /// keep an equal-priority thread, such as libzmq's I/O thread, off its core on a small
+    /// machine). Refused, the thread spins as the mode says.
+    pub(crate) fn pin(self) -> bool {
         let pinned = self.core.map(core_affinity::set_for_current);
         let rt = (self.realtime > 0).then(|| super::sched::set_current("", self.realtime));
+        let fifo = rt.as_ref().is_some_and(|o| o.ok);
         if pinned.is_some() || rt.is_some() {
             let _ = self.tx.try_send((self.index, pinned, rt));
         }
+        fifo
     }
 }
 

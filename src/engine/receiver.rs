@@ -199,18 +199,22 @@ pub(crate) fn drain(sub: &zmq::Socket, scratch: &mut [u8], tap: &mut Option<Reco
         let Ok(got) = sub.recv_into(scratch, 0) else {
             break;
         };
-        taped(tap, &scratch[..got.min(scratch.len())]);
+        taped(tap, scratch, got);
         n += 1;
     }
     n
 }
 
-/// One received frame to `--record` (a frame longer than its buffer is recorded cut to the
-/// buffer: only malformed messages are that long).
+/// One received frame (`got` bytes into `buf`) to `--record`. A frame longer than its
+/// buffer (only malformed messages are) or a failed receive cannot be recorded faithfully:
+/// the message is left out of the recording and counted as not recorded.
 #[inline]
-fn taped(tap: &mut Option<RecordTap>, bytes: &[u8]) {
+fn taped(tap: &mut Option<RecordTap>, buf: &[u8], got: usize) {
     if let Some(t) = tap {
-        t.frame(bytes);
+        match buf.get(..got) {
+            Some(bytes) => t.frame(bytes),
+            None => t.cut(),
+        }
     }
 }
 
@@ -307,8 +311,8 @@ pub(crate) fn run_receiver(
         if let Some(t) = tap.as_mut() {
             // Closes the previous message and opens this one.
             t.start();
-            t.frame(&env[..n.min(env.len())]);
         }
+        taped(&mut tap, &env, n);
         tally.messages += 1;
         let now = Instant::now();
         shared.last_message_ms[source].store(wall_ms() as u64, Ordering::Relaxed);
@@ -335,7 +339,7 @@ pub(crate) fn run_receiver(
         let hn = match sub.recv_into(&mut hdr, 0) {
             Ok(hn) => {
                 // Before parsing: a repair writes into `hdr`.
-                taped(&mut tap, &hdr[..hn.min(hdr.len())]);
+                taped(&mut tap, &hdr, hn);
                 hn
             }
             Err(_) => {
@@ -405,7 +409,7 @@ pub(crate) fn run_receiver(
                 match asm.begin_data(&d, now, &mut io) {
                     Ok(row) => {
                         let got = sub.recv_into(row, 0).unwrap_or(usize::MAX);
-                        taped(&mut tap, &row[..got.min(row.len())]);
+                        taped(&mut tap, row, got);
                         let extra = sub.get_rcvmore().unwrap_or(false);
                         let before = asm.counters.blocks_emitted;
                         let _ = asm.end_data(got, extra, now, &mut io);
@@ -460,7 +464,7 @@ pub(crate) fn run_receiver(
                         continue;
                     }
                     let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                    taped(&mut tap, &scratch[..got.min(scratch.len())]);
+                    taped(&mut tap, &scratch, got);
                     let extra = drain(&sub, &mut scratch, &mut tap);
                     if extra > 0 {
                         asm.counters.count(Malformed::TooManyFrames);
@@ -482,7 +486,7 @@ pub(crate) fn run_receiver(
                     continue;
                 }
                 let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                taped(&mut tap, &scratch[..got.min(scratch.len())]);
+                taped(&mut tap, &scratch, got);
                 let extra = drain(&sub, &mut scratch, &mut tap);
                 let want = s
                     .num_channels

@@ -28,7 +28,8 @@ const RESERVE: usize = 1;
 pub struct RecordStats {
     /// Messages written to the file (by the writer).
     pub written: AtomicU64,
-    /// Messages not recorded because the ring was full (by the receiver).
+    /// Messages not recorded (by the receiver): the ring was full, or a frame could not be
+    /// received whole.
     pub dropped: AtomicU64,
     /// Messages lost to a write error (by the writer; the first error is logged).
     pub failed: AtomicU64,
@@ -74,6 +75,12 @@ impl RecordTap {
             self.open = false;
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The current message cannot be recorded faithfully (a frame longer than the receiver's
+    /// buffer, or a failed receive): it is left out and counted as not recorded.
+    pub fn cut(&mut self) {
+        self.abort();
     }
 
     /// A new message begins (arrival now); a message still open is complete.
@@ -149,7 +156,17 @@ impl std::fmt::Debug for Recorder {
 /// Opens `path` (gzip when it ends in `.gz`) and starts the writer; returns the receiver's tap.
 pub fn start(path: &Path, ring_bytes: usize) -> io::Result<(RecordTap, Recorder)> {
     let mut writer = oe_testkit::zmqcap::create(path)?;
-    let (producer, mut consumer) = RingBuffer::<u8>::new(ring_bytes.max(1 << 16));
+    let (mut producer, mut consumer) = RingBuffer::<u8>::new(ring_bytes.max(1 << 16));
+    // Touch every page of the ring now, so the receiver never page-faults on it later.
+    if let Ok(mut w) = producer.write_chunk(producer.slots()) {
+        let (a, b) = w.as_mut_slices();
+        a.fill(0);
+        b.fill(0);
+        w.commit_all();
+    }
+    if let Ok(r) = consumer.read_chunk(consumer.slots()) {
+        r.commit_all();
+    }
     let stats = Arc::new(RecordStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();

@@ -12,7 +12,7 @@
 //! kernel hands out zero pages and makes them resident only when a block first writes them.
 //! So the pool reserves *address space* for the configured caps, while resident memory
 //! follows the blocks really held (a 256-channel, 696-sample block touches 0.7 MiB of a
-//! frame). This is the one `unsafe` spot outside `net/linux.rs` and `sink.rs`.
+//! frame). One of the few files with `unsafe` code (README, "Development").
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;

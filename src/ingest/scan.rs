@@ -95,7 +95,8 @@ impl Cur<'_> {
             .iter()
             .position(|c| !c.is_ascii_digit())
             .unwrap_or(digits.len());
-        if n == 0 || (n > 1 && digits[0] == b'0') {
+        // No leading zeros; and `-0` is a float to JSON (an integer field rejects it).
+        if n == 0 || (n > 1 && digits[0] == b'0') || (neg && n == 1 && digits[0] == b'0') {
             return None;
         }
         self.i = start + n;
@@ -347,6 +348,7 @@ mod tests {
             ("30000.0", "inf"),
             ("30000.0", "6.2e334"),
             ("\"channel_num\": 0", "\"channel_num\": 01"),
+            ("\"channel_num\": 0", "\"channel_num\": -0"),
             ("\"channel_num\": 0", "\"channel_num\": 0.0"),
             ("\"channel_num\": 0", "\"channel_num\": 9223372036854775808"),
             ("example_data", "exa\\u006dple"),

@@ -1,7 +1,8 @@
 //! Linux send path: `sendmmsg(2)` over preallocated `mmsghdr`/`iovec` arrays, and UDP GSO
 //! (`UDP_SEGMENT` control message on one `sendmsg`) for runs of equal-size contiguous datagrams.
 //!
-//! This is the only file of the crate with `unsafe` code; every block states its invariant.
+//! One of the few files with `unsafe` code (README, "Development"); every block states its
+//! invariant.
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

@@ -32,6 +32,25 @@ fn name_of(spec: &OutputSpec, layout: &LayoutInfo, ch: u32) -> String {
         .unwrap_or_else(|| format!("CH{}", u64::from(ch) + 1))
 }
 
+/// Bytes of an OSC message to `path` with `ints` int and `floats` float arguments.
+fn message_bytes(path: &str, ints: usize, floats: usize) -> usize {
+    let pad = |n: usize| (n + 4) & !3; // a NUL-terminated string padded to 4 bytes
+    pad(path.len()) + pad(1 + ints + floats) + 4 * (ints + floats)
+}
+
+/// The `…/part` messages a too-large message is split into (README, "Splitting").
+fn part_method(whole: &str, what: &str) -> Method {
+    Method {
+        path: format!("{whole}/part"),
+        type_tag: "iiii".into(),
+        description: format!(
+            "parts of {whole} messages larger than the output's max_datagram: int seq, int \
+             part, int parts, int offset, then the message's own ints and a slice of its \
+             floats from offset (so the type tag string varies); {what}"
+        ),
+    }
+}
+
 /// The methods of one output for `layout` (`None` before the first block: only the
 /// addresses that do not depend on the channel set).
 pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
@@ -69,15 +88,32 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
             },
         );
         match f.mode {
-            Mode::Sample => out.push(Method {
-                path: format!("{base}/sample"),
-                type_tag: format!("{sn}{}", "f".repeat(n)),
-                description: format!("one row per message, {rate} rows/s: {what}"),
-            }),
-            Mode::Batch => {
-                for k in 1..=f.batch_size.max(1) {
+            Mode::Sample => {
+                let path = format!("{base}/sample");
+                if message_bytes(&path, sn.len(), n) <= f.max_datagram {
                     out.push(Method {
-                        path: format!("{base}/batch/{k}"),
+                        path,
+                        type_tag: format!("{sn}{}", "f".repeat(n)),
+                        description: format!("one row per message, {rate} rows/s: {what}"),
+                    });
+                } else if f.split {
+                    out.push(part_method(&path, &what));
+                }
+            }
+            Mode::Batch => {
+                // Only the batch sizes that fit one datagram are sent as such; larger ones go
+                // out as `…/part` messages (outputs that split) or are refused (the original's
+                // format), so they are not listed one by one.
+                let mut too_big = false;
+                for k in 1..=f.batch_size.max(1) {
+                    let path = format!("{base}/batch/{k}");
+                    let ints = 1 + sn.len();
+                    if message_bytes(&path, ints, n * k) > f.max_datagram {
+                        too_big = true;
+                        break;
+                    }
+                    out.push(Method {
+                        path,
                         type_tag: format!("i{sn}{}", "f".repeat(n * k)),
                         description: format!(
                             "{k} rows (int N = channels, then channel-major floats; {} rows \
@@ -85,6 +121,11 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                             f.batch_size
                         ),
                     });
+                }
+                if too_big && f.split {
+                    // Full batches (a batch flushed early goes to `…/batch/<k>/part` of its k).
+                    let full = format!("{base}/batch/{}", f.batch_size.max(1));
+                    out.push(part_method(&full, &what));
                 }
             }
             Mode::Blob => out.push(Method {
@@ -253,6 +294,29 @@ mod tests {
                 ("/data/probe/CH3".into(), "iif".into())
             ]
         );
+    }
+
+    #[test]
+    fn only_what_fits_a_datagram_is_listed() {
+        let mut l = layout();
+        l.channels = (0..1024).collect();
+        let mut s = spec(Mode::Batch);
+        s.format.batch_size = 1000;
+        s.format.max_datagram = 65507;
+        let m = methods(&s, Some(&l));
+        // A row of 1024 floats takes 5 KiB (4 bytes + 1 type tag each): 12 rows fit 65 507
+        // bytes, 13 do not; without splitting nothing more is sent.
+        assert_eq!(m.len(), 12);
+        assert_eq!(m.last().unwrap().path, "/data/batch/12");
+        s.format.split = true;
+        let m = methods(&s, Some(&l));
+        assert_eq!(m.len(), 13);
+        assert_eq!(m.last().unwrap().path, "/data/batch/1000/part");
+        let mut s = spec(Mode::Sample);
+        s.format.max_datagram = 1472;
+        s.format.split = true;
+        let m = methods(&s, Some(&l));
+        assert_eq!(m[0].path, "/data/sample/part");
     }
 
     #[test]

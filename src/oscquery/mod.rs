@@ -7,7 +7,8 @@
 //! as `_oscjson._tcp` (the `mdns-sd` crate).
 //!
 //! The HTTP side is hand-written on `std::net`: one GET or HEAD per connection, a request of at
-//! most 8 KiB read within 2 s, no file serving, `Connection: close`. A bad request gets a 4xx
+//! most 8 KiB read within 2 s, the reply taken by the client within 2 more seconds, no file
+//! serving, `Connection: close`. A bad request gets a 4xx
 //! and the connection is closed; nothing a client sends can stop or stall the thread for longer
 //! than that bound. A general HTTP crate would bring its own thread pool and no size bound for
 //! this handful of lines.
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// Longest time one request may take to arrive.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time one reply may take to be taken by the client.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// mDNS service type of OSCQuery servers.
 pub const SERVICE_TYPE: &str = "_oscjson._tcp.local.";
 
@@ -202,7 +205,9 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_reply(s: &mut TcpStream, status: u16, body: &str, head_only: bool) {
+/// Writes the reply within what is left of the request's time bound (a client that reads
+/// slowly is cut off, not waited for).
+fn write_reply(s: &mut TcpStream, status: u16, body: &str, head_only: bool, until: Instant) {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n",
         reason(status)
@@ -220,14 +225,26 @@ fn write_reply(s: &mut TcpStream, status: u16, body: &str, head_only: bool) {
     if !head_only && status != 204 {
         out.push_str(body);
     }
-    let _ = s.write_all(out.as_bytes());
+    let mut rest = out.as_bytes();
+    while !rest.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_write_timeout(Some(left)).is_err() {
+            return;
+        }
+        match s.write(rest) {
+            Ok(0) => return,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
     let _ = s.flush();
 }
 
 /// Reads the request head within the bounds and answers it; returns the status sent.
 fn handle(s: &mut TcpStream, snapshot: &Mutex<Snapshot>) -> u16 {
     let start = Instant::now();
-    let _ = s.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let until = start + REQUEST_TIMEOUT + REPLY_TIMEOUT;
     let mut buf = [0u8; MAX_REQUEST];
     let mut n = 0;
     let end = loop {
@@ -235,12 +252,12 @@ fn handle(s: &mut TcpStream, snapshot: &Mutex<Snapshot>) -> u16 {
             break i;
         }
         if n == buf.len() {
-            write_reply(s, 431, r#"{"error":"request too large"}"#, false);
+            write_reply(s, 431, r#"{"error":"request too large"}"#, false, until);
             return 431;
         }
         let left = REQUEST_TIMEOUT.saturating_sub(start.elapsed());
         if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-            write_reply(s, 408, r#"{"error":"request timeout"}"#, false);
+            write_reply(s, 408, r#"{"error":"request timeout"}"#, false, until);
             return 408;
         }
         match s.read(&mut buf[n..]) {
@@ -248,7 +265,7 @@ fn handle(s: &mut TcpStream, snapshot: &Mutex<Snapshot>) -> u16 {
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
-                write_reply(s, 408, r#"{"error":"request timeout"}"#, false);
+                write_reply(s, 408, r#"{"error":"request timeout"}"#, false, until);
                 return 408;
             }
         }
@@ -258,18 +275,24 @@ fn handle(s: &mut TcpStream, snapshot: &Mutex<Snapshot>) -> u16 {
     let mut it = line.split(' ');
     let (method, target, version) = (it.next(), it.next(), it.next());
     let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        write_reply(s, 400, r#"{"error":"bad request line"}"#, false);
+        write_reply(s, 400, r#"{"error":"bad request line"}"#, false, until);
         return 400;
     };
     if !version.starts_with("HTTP/1.") || it.next().is_some() {
-        write_reply(s, 400, r#"{"error":"bad request line"}"#, false);
+        write_reply(s, 400, r#"{"error":"bad request line"}"#, false, until);
         return 400;
     }
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
         _ => {
-            write_reply(s, 405, r#"{"error":"read-only: GET or HEAD"}"#, false);
+            write_reply(
+                s,
+                405,
+                r#"{"error":"read-only: GET or HEAD"}"#,
+                false,
+                until,
+            );
             return 405;
         }
     };
@@ -287,6 +310,6 @@ fn handle(s: &mut TcpStream, snapshot: &Mutex<Snapshot>) -> u16 {
             body: String::new(),
         },
     };
-    write_reply(s, reply.status, &reply.body, head_only);
+    write_reply(s, reply.status, &reply.body, head_only, until);
     reply.status
 }
