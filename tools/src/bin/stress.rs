@@ -19,159 +19,16 @@
 //! `raw/<scenario>/r<k>/`. The soak writes under `<out>/soak/` only.
 
 use clap::Parser;
-use oe_testkit::sim::BlockSize;
 use oe_tools::stress::plot;
 use oe_tools::stress::table::{self, Cell, Row};
-use oe_tools::stress::{baseline::*, cpu::*, files::*, rows::*, run::*, scenarios::*};
+use oe_tools::stress::{
+    baseline::*, cpu::*, files::*, opt::Opt, rows::*, run::*, scenarios::*, soak::run_soak,
+};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "stress",
-    about = "Results matrix for openephys-zmq2osc (simulator + sink in-process, bridge as a child)",
-    after_help = "The full matrix (the default flags, 3 repeats) takes about 12 minutes; \
-                  tools/results.sh builds and runs it into results/."
-)]
-struct Opt {
-    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![16u32, 64, 256, 512, 1024, 2048])]
-    channels: Vec<u32>,
-    /// Output modes: sample, batch.
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["sample".to_string(), "batch".to_string()])]
-    modes: Vec<String>,
-    /// Downsampling factors F.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 30])]
-    factors: Vec<u32>,
-    /// Channel counts that get every mode × factor; the other channel counts get the
-    /// full-rate row (sample, F = 1) only (0 = none).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
-    variants_at: Vec<u32>,
-    /// Rows per batch in batch mode.
-    #[arg(long, default_value_t = 10)]
-    batch: u32,
-    /// Simulator streaming time per run (s).
-    #[arg(long, default_value_t = 6.0)]
-    seconds: f64,
-    /// Runs of every scenario and baseline; the CSVs keep every run plus a median row.
-    #[arg(long, default_value_t = 3)]
-    repeat: u32,
-    /// Block shape: `gui` (constant int(1024·fs/44100) = 696 at 30 kHz) or a fixed sample count.
-    #[arg(long, default_value = "gui")]
-    block: String,
-    /// Simulator PUB high-water mark(s). 1000 = the plugin's libzmq default (faithful).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![100_000i32])]
-    pub_hwm: Vec<i32>,
-    /// Channel counts that also get a faithful row (PUB HWM 1000, sample mode, F = 1)
-    /// (0 = none).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1024u32])]
-    faithful_at: Vec<u32>,
-    /// Channel counts that also get a pinned full-rate row (the bridge runs with `--pin`)
-    /// (0 = none).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
-    pinned_at: Vec<u32>,
-    /// Also run contended full-rate rows: a thread beside the simulator burns a core.
-    #[arg(long)]
-    contend: bool,
-    /// `performance.realtime_priority` for an extra contended row per channel count (0 = none).
-    #[arg(long, default_value_t = 20)]
-    realtime: u8,
-    /// Channel counts of the contended rows.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256u32, 1024])]
-    contend_at: Vec<u32>,
-    /// Time of each baseline (bare ZeroMQ drain and raw UDP) per channel count and repeat (s);
-    /// 0 skips the baselines.
-    #[arg(long, default_value_t = 4.0)]
-    baseline_seconds: f64,
-    /// Output directory.
-    #[arg(long, default_value = "results")]
-    out: PathBuf,
-    /// Smoke test: 16 and 256 channels, sample F = 1 only, 2 s, 1 repeat, 2 s baselines.
-    #[arg(long)]
-    quick: bool,
-    /// Instead of the matrix: one long run (sample, F = 1) of this many seconds, sampled every
-    /// 10 s, written under `<out>/soak/`.
-    #[arg(long, value_name = "SECONDS")]
-    soak: Option<f64>,
-    /// Channels of the soak run.
-    #[arg(long, default_value_t = 256)]
-    soak_channels: u32,
-    /// Instead of running: print the scaling fit of an existing matrix CSV (its median rows)
-    /// and write it to `scaling.txt` beside the CSV.
-    #[arg(long, value_name = "MATRIX_CSV")]
-    fit: Option<PathBuf>,
-    /// Blocks at the start of each run whose rows get no end-to-end latency sample (start-up;
-    /// delivery counts every row regardless).
-    #[arg(long, default_value_t = 2)]
-    latency_skip_blocks: u64,
-    /// Commit recorded in the CSVs (default: `git rev-parse --short HEAD` of the workspace,
-    /// plus `-dirty` when files outside results/ differ from HEAD).
-    #[arg(long)]
-    commit: Option<String>,
-    /// Bridge binary (default: `openephys-zmq2osc` next to this executable).
-    #[arg(long)]
-    bridge: Option<PathBuf>,
-}
-
-fn run_soak(ctx: &Ctx, o: &Opt, block: BlockSize, block_samples: usize) -> ExitCode {
-    let secs = o.soak.unwrap_or(0.0);
-    let sc = Scenario {
-        channels: o.soak_channels.max(1),
-        mode: Mode::Sample,
-        factor: 1,
-        batch: 1,
-        pub_hwm: *o.pub_hwm.first().unwrap_or(&100_000),
-        pinned: false,
-        contend: false,
-        realtime: 0,
-        seconds: secs,
-        block,
-        block_samples,
-    };
-    let date = cmd_out("date", &["-u", "+%Y%m%d-%H%M%S"], Path::new(".")).unwrap_or_default();
-    let dir = o.out.join("soak").join(format!("soak-{date}"));
-    if let Err(e) = fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create {}: {e}", dir.display());
-        return ExitCode::from(2);
-    }
-    let path = o.out.join("soak").join(format!("soak-{date}.csv"));
-    let file = fs::File::create(&path).expect("create soak csv");
-    let mut log = SoakLog {
-        file,
-        every: Duration::from_secs(10),
-        header_written: false,
-    };
-    let r = run_scenario(ctx, &sc, "soak", &dir, Some(&mut log));
-    eprintln!();
-    let mut m = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-matrix.csv")));
-    m.write(&matrix_row(ctx, &r, None));
-    let mut x = CsvOut::create(o.out.join("soak").join(format!("soak-{date}-extra.csv")));
-    x.write(&extra_row(ctx, &r));
-    println!(
-        "soak {secs} s at {} ch: delivered {} ({} of {}), kernel drops {}, e2e p50 {} p99 {} max {} ms, \
-         bridge CPU {} %, RSS {} MB{} -> {}",
-        sc.channels,
-        f3(r.frac(r.rows_delivered)),
-        r.rows_delivered,
-        r.rows_expected,
-        r.rep.kernel_drops,
-        f3(r.e2e[0]),
-        f3(r.e2e[2]),
-        f3(r.e2e[4]),
-        f1(r.cpu_pct),
-        f1(r.rss_mb),
-        if r.error.is_empty() { String::new() } else { format!(", error: {}", r.error) },
-        path.display()
-    );
-    if r.error.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
+use std::time::Instant;
 
 #[allow(clippy::too_many_lines)]
 fn main() -> ExitCode {

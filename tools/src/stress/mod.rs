@@ -11,18 +11,21 @@
 //! * [`cpu`]: CPU clocks, `/proc` sampling and SIGTERM (the only `unsafe` of the tool);
 //! * [`baseline`]: the bare ZeroMQ drain and raw UDP baselines;
 //! * [`rows`]: the CSV rows of a run;
-//! * [`files`]: output files, the commit and number formatting.
+//! * [`files`]: output files, the commit and number formatting;
+//! * [`opt`]: the command line; [`soak`]: the soak run.
 //!
-//! The `stress` binary keeps the command line, the soak loop and `main`.
+//! The `stress` binary is `main`.
 
 pub mod baseline;
 pub mod calc;
 pub mod cpu;
 pub mod files;
+pub mod opt;
 pub mod plot;
 pub mod rows;
 pub mod run;
 pub mod scenarios;
+pub mod soak;
 pub mod stats;
 pub mod table;
 
