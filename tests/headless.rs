@@ -240,7 +240,10 @@ fn status_line_lost_fields_name_every_cause_and_match_the_json() {
     }
     let last = lost_fields(status.last().unwrap());
     assert_eq!(last[2].0, "learning", "{stderr}");
-    assert_eq!(last[2].1, 0, "a clean start loses nothing while learning: {stderr}");
+    assert_eq!(
+        last[2].1, 0,
+        "a clean start loses nothing while learning: {stderr}"
+    );
     assert!(last[5].1 > 0, "refused sends are not shown: {stderr}");
 }
 

@@ -28,6 +28,7 @@
 
 pub mod address;
 mod downsample;
+mod dsp;
 mod encode;
 mod events;
 pub mod layout;
@@ -116,6 +117,9 @@ pub struct OutputCounters {
     pub status_sent: u64,
     /// Notices sent.
     pub notices_sent: u64,
+    /// Frames not sent because the lowpass filter or the features could not be designed
+    /// for the stream's sample rate (e.g. a band above 0.45·fs).
+    pub dsp_unsupported: u64,
 }
 
 pub(crate) const FIFO_CAP: usize = 4096;
@@ -132,6 +136,7 @@ enum Addr {
     Spike,
     Status,
     Notice,
+    Feature(usize),
 }
 
 /// Seconds from 1900 (NTP) to 1970 (Unix).
@@ -187,6 +192,9 @@ pub struct OutputPipeline {
     layout_copy: LayoutCopy,
     address_template: Option<AddressTemplate>,
     stream: String,
+    dsp: dsp::DspState,
+    addr_features: Vec<u8>,
+    feat_off: Vec<(u32, u32)>,
     /// Counters (plain; the shard thread publishes them).
     pub counters: OutputCounters,
 }

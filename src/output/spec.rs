@@ -3,6 +3,7 @@
 
 use crate::config::values::json_enum;
 use crate::config::DownsamplingMethod;
+use crate::dsp::features::{Feature, FeatureConfig};
 use std::time::Duration;
 
 use super::osc::MAX_UDP_PAYLOAD;
@@ -130,6 +131,10 @@ pub struct OutputFormat {
     pub status: bool,
     /// `notices`: send `{base}/notice` on layout changes.
     pub notices: bool,
+    /// `"format": "features"` (outputs only): instead of rows, `feature_rate` times a
+    /// second one message per feature, `{base}/features/<name>` + one float per channel
+    /// (`mode` is then [`Mode::Sample`] and downsampling does not apply).
+    pub features: Option<FeatureConfig>,
 }
 
 impl Default for OutputFormat {
@@ -156,6 +161,14 @@ impl Default for OutputFormat {
             spike_waveform: false,
             status: false,
             notices: false,
+            features: None,
         }
     }
+}
+
+/// The OSC address part of a feature: its [`Feature::label`] with `:` replaced by `_`
+/// (`rms`, `band_alpha`, `band_8-12`, `mua_rate`): legal OSC 1.0 and a plain name for
+/// TouchDesigner channels and Max `[route]`.
+pub fn feature_address_name(f: &Feature) -> String {
+    f.label().replace(':', "_")
 }
