@@ -287,3 +287,25 @@ fn features_of_sines_and_spikes_arrive_correct() {
     // The sine channel has no spikes.
     assert!(settled(&mua, 0).iter().all(|&x| x < 1.0));
 }
+
+#[test]
+fn a_bad_feature_exits_2_naming_its_key() {
+    let d = tempdir("badfeature");
+    std::fs::write(
+        d.join("bad.json"),
+        r#"{"outputs": [{"format": "features", "features": ["rms", "band:alfa"]}]}"#,
+    )
+    .unwrap();
+    let out = bridge_bin()
+        .args(["-c", "bad.json"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outputs[0].features[1]"), "{err}");
+    assert!(
+        err.contains("alpha"),
+        "the message lists the named bands: {err}"
+    );
+}

@@ -555,3 +555,136 @@ pub fn parse_channel_list(v: &Value, path: &str, max: u32) -> CResult<Vec<u32>> 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod feature_tests {
+    use crate::config::{Config, DownsamplingMethod};
+    use crate::dsp::features::{Feature, Normalize};
+
+    fn load(output: &str) -> Result<(Config, Vec<String>), crate::config::ConfigError> {
+        Config::from_json_str(&format!(r#"{{"outputs": [{{"port": 9000}}, {output}]}}"#))
+    }
+
+    fn err_path(output: &str) -> String {
+        match load(output) {
+            Err(e) => e.path,
+            Ok(_) => panic!("{output} was accepted"),
+        }
+    }
+
+    #[test]
+    fn feature_keys_are_read_with_defaults() {
+        let (c, w) = load(
+            r#"{"format": "features", "features": ["rms", "band:alpha", "band:8.5-12", "mua_rate"],
+                "feature_rate": 30, "normalize": "minmax", "mua_threshold": 5,
+                "mua_refractory_ms": 0.5, "mua_highpass_hz": 0}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let f = c.outputs[1].format.features.as_ref().unwrap();
+        assert_eq!(f.features.len(), 4);
+        assert_eq!(f.features[0], Feature::Rms);
+        assert_eq!(
+            (
+                f.feature_rate,
+                f.feature_window_ms,
+                f.normalize,
+                f.normalize_window_s
+            ),
+            (30.0, 250.0, Normalize::Minmax, 10.0)
+        );
+        assert_eq!(
+            (f.mua_threshold, f.mua_refractory_ms, f.mua_highpass_hz),
+            (5.0, 0.5, 0.0)
+        );
+        assert!(c.outputs[0].format.features.is_none());
+        let (c, _) = load(r#"{"format": "features"}"#).unwrap();
+        let f = c.outputs[1].format.features.as_ref().unwrap();
+        assert_eq!(
+            (f.features.clone(), f.feature_rate),
+            (vec![Feature::Rms], 60.0)
+        );
+    }
+
+    #[test]
+    fn bad_feature_values_name_their_key() {
+        for (o, path) in [
+            (
+                r#"{"format": "features", "features": ["rms", "band:nope"]}"#,
+                "outputs[1].features[1]",
+            ),
+            (
+                r#"{"format": "features", "features": ["rms", 3]}"#,
+                "outputs[1].features[1]",
+            ),
+            (
+                r#"{"format": "features", "features": ["rms", "rms"]}"#,
+                "outputs[1].features[1]",
+            ),
+            (
+                r#"{"format": "features", "features": []}"#,
+                "outputs[1].features",
+            ),
+            (
+                r#"{"format": "features", "features": "rms"}"#,
+                "outputs[1].features",
+            ),
+            (
+                r#"{"format": "features", "feature_rate": 0}"#,
+                "outputs[1].feature_rate",
+            ),
+            (
+                r#"{"format": "features", "feature_window_ms": -1}"#,
+                "outputs[1].feature_window_ms",
+            ),
+            (
+                r#"{"format": "features", "normalize": "z"}"#,
+                "outputs[1].normalize",
+            ),
+            (
+                r#"{"format": "features", "normalize_window_s": "10"}"#,
+                "outputs[1].normalize_window_s",
+            ),
+            (
+                r#"{"format": "features", "mua_threshold": 0}"#,
+                "outputs[1].mua_threshold",
+            ),
+            (
+                r#"{"format": "features", "mua_refractory_ms": -2}"#,
+                "outputs[1].mua_refractory_ms",
+            ),
+            (
+                r#"{"format": "features", "mua_highpass_hz": "300"}"#,
+                "outputs[1].mua_highpass_hz",
+            ),
+            (r#"{"format": "featurez"}"#, "outputs[1].format"),
+            // Checked against 30 kHz: a band above 0.45·fs.
+            (
+                r#"{"format": "features", "features": ["band:100-20000"]}"#,
+                "outputs[1]",
+            ),
+        ] {
+            assert_eq!(err_path(o), path, "{o}");
+        }
+    }
+
+    #[test]
+    fn lowpass_is_a_method_and_stray_feature_keys_warn() {
+        let (c, w) = load(r#"{"downsampling_method": "lowpass", "feature_rate": 30}"#).unwrap();
+        assert_eq!(c.outputs[1].format.method, DownsamplingMethod::Lowpass);
+        assert!(
+            w.iter()
+                .any(|w| w.contains("outputs[1].feature_rate is ignored")),
+            "{w:?}"
+        );
+        let (c, _) =
+            Config::from_json_str(r#"{"osc": {"processing": {"downsampling_method": "lowpass"}}}"#)
+                .unwrap();
+        assert_eq!(
+            c.output_specs()[0].format.method,
+            DownsamplingMethod::Lowpass
+        );
+        let (_, w) = load(r#"{"format": "features", "downsampling_factor": 3}"#).unwrap();
+        assert!(w.iter().any(|w| w.contains("does not apply")), "{w:?}");
+    }
+}
