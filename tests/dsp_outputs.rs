@@ -309,3 +309,17 @@ fn a_bad_feature_exits_2_naming_its_key() {
         "the message lists the named bands: {err}"
     );
 }
+
+#[test]
+fn the_features_example_loads_without_warnings() {
+    let text = include_str!("../examples/features.json");
+    let (c, w) = Config::from_json_str(text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let specs = c.output_specs();
+    let f = specs[0].format.features.as_ref().unwrap();
+    assert_eq!(f.features.len(), 5);
+    assert_eq!(
+        specs[1].format.method,
+        zmq2osc::config::DownsamplingMethod::Lowpass
+    );
+}
