@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use rosc::OscType;
-use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use zmq2osc::config::Config;
 
