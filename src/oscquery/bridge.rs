@@ -68,46 +68,65 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                 ""
             },
         );
-        match f.mode {
-            Mode::Sample => out.push(Method {
-                path: format!("{base}/sample"),
-                type_tag: format!("{sn}{}", "f".repeat(n)),
-                description: format!("one row per message, {rate} rows/s: {what}"),
-            }),
-            Mode::Batch => {
-                for k in 1..=f.batch_size.max(1) {
-                    out.push(Method {
-                        path: format!("{base}/batch/{k}"),
-                        type_tag: format!("i{sn}{}", "f".repeat(n * k)),
-                        description: format!(
-                            "{k} rows (int N = channels, then channel-major floats; {} rows \
-                             per full batch, fewer when flushed early), {rate} rows/s: {what}",
-                            f.batch_size
-                        ),
-                    });
-                }
+        if let Some(fc) = &f.features {
+            // A features output sends no rows: one message per feature and tick.
+            for feat in &fc.features {
+                out.push(Method {
+                    path: format!(
+                        "{base}/features/{}",
+                        crate::output::spec::feature_address_name(feat)
+                    ),
+                    type_tag: format!("{sn}{}", "f".repeat(n)),
+                    description: format!(
+                        "feature {} of {n} channels, {} values/s over {} ms windows (normalize {}): {what}",
+                        feat.label(),
+                        fc.feature_rate,
+                        fc.feature_window_ms,
+                        fc.normalize.as_str()
+                    ),
+                });
             }
-            Mode::Blob => out.push(Method {
-                path: format!("{base}/blob"),
-                type_tag: format!("ii{sn}b"),
-                description: format!(
-                    "int N channels, int k rows, one blob of N*k big-endian float32 \
-                     (channel-major), up to {} rows per message, {rate} rows/s: {what}",
-                    f.batch_size
-                ),
-            }),
-            Mode::PerChannel => {
-                if let Ok(t) = AddressTemplate::compile(&f.channel_address_format) {
-                    for (i, ch) in chans.iter().enumerate() {
-                        let name = name_of(spec, l, *ch);
-                        let path = t.format(&AddressVars {
-                            base,
-                            stream: &l.stream,
-                            name: &name,
-                            ch: *ch,
-                            index: i as u32,
-                        });
+        } else {
+            match f.mode {
+                Mode::Sample => out.push(Method {
+                    path: format!("{base}/sample"),
+                    type_tag: format!("{sn}{}", "f".repeat(n)),
+                    description: format!("one row per message, {rate} rows/s: {what}"),
+                }),
+                Mode::Batch => {
+                    for k in 1..=f.batch_size.max(1) {
                         out.push(Method {
+                            path: format!("{base}/batch/{k}"),
+                            type_tag: format!("i{sn}{}", "f".repeat(n * k)),
+                            description: format!(
+                                "{k} rows (int N = channels, then channel-major floats; {} rows \
+                             per full batch, fewer when flushed early), {rate} rows/s: {what}",
+                                f.batch_size
+                            ),
+                        });
+                    }
+                }
+                Mode::Blob => out.push(Method {
+                    path: format!("{base}/blob"),
+                    type_tag: format!("ii{sn}b"),
+                    description: format!(
+                        "int N channels, int k rows, one blob of N*k big-endian float32 \
+                     (channel-major), up to {} rows per message, {rate} rows/s: {what}",
+                        f.batch_size
+                    ),
+                }),
+                Mode::PerChannel => {
+                    if let Ok(t) = AddressTemplate::compile(&f.channel_address_format) {
+                        for (i, ch) in chans.iter().enumerate() {
+                            let name = name_of(spec, l, *ch);
+                            let path = t.format(&AddressVars {
+                                base,
+                                stream: &l.stream,
+                                name: &name,
+                                ch: *ch,
+                                index: i as u32,
+                            });
+                            out.push(Method {
                             path,
                             type_tag: format!("{sn}f"),
                             description: format!(
@@ -115,6 +134,7 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                                 l.stream
                             ),
                         });
+                        }
                     }
                 }
             }
@@ -216,6 +236,27 @@ mod tests {
             pacing: false,
             multicast_ttl: 1,
         }
+    }
+
+    #[test]
+    fn a_features_output_lists_one_address_per_feature() {
+        let mut s = spec(Mode::Sample);
+        s.format.features = Some(crate::dsp::features::FeatureConfig {
+            features: ["rms", "band:alpha", "band:8-12"]
+                .iter()
+                .map(|n| crate::dsp::features::Feature::parse(n).unwrap())
+                .collect(),
+            ..Default::default()
+        });
+        let got: Vec<_> = methods(&s, Some(&layout()))
+            .into_iter()
+            .map(|m| (m.path, m.type_tag))
+            .collect();
+        let want: Vec<_> = ["rms", "band_alpha", "band_8-12"]
+            .iter()
+            .map(|n| (format!("/data/features/{n}"), "fff".to_string()))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
