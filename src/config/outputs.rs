@@ -305,7 +305,12 @@ impl OutputEntry {
                     .clone()
                     .unwrap_or_else(|| cfg.osc.base_address.clone()),
                 channel_address_format: address,
-                factor: self.downsampling_factor.unwrap_or(pr.downsampling_factor) as usize,
+                // A features output does not downsample (its rate is `feature_rate`).
+                factor: if features.is_some() {
+                    1
+                } else {
+                    self.downsampling_factor.unwrap_or(pr.downsampling_factor) as usize
+                },
                 method: self.downsampling_method.unwrap_or(pr.downsampling_method),
                 batch_size: batch_size as usize,
                 batch_timeout: Duration::from_secs_f64(batch_timeout_ms / 1000.0),
@@ -604,6 +609,7 @@ mod feature_tests {
             (f.features.clone(), f.feature_rate),
             (vec![Feature::Rms], 60.0)
         );
+        assert_eq!(c.outputs[1].format.factor, 1, "no downsampling");
     }
 
     #[test]
