@@ -91,7 +91,14 @@ impl OutputPipeline {
     pub(super) fn dsp_ready(&mut self, f: &Frame) -> bool {
         let need_dec = self.lowpass();
         let need_fx = self.fmt.features.is_some();
-        if !(need_dec || need_fx) || self.dsp.rate == f.sample_rate {
+        if !(need_dec || need_fx) {
+            return true;
+        }
+        if !(f.sample_rate.is_finite() && f.sample_rate > 0.0) {
+            // Nothing can be designed for it (and no error text is built on the shard).
+            return false;
+        }
+        if self.dsp.rate == f.sample_rate {
             return true;
         }
         if self.dsp.failed_rate == f.sample_rate {
@@ -200,7 +207,8 @@ impl OutputPipeline {
             while a < n {
                 let b = n.min(a + CHUNK);
                 let phase = self.pos;
-                for (i, &ch) in self.cols.iter().enumerate() {
+                let slots = dec.channels();
+                for (i, &ch) in self.cols.iter().enumerate().take(slots) {
                     if ch != NAN_COL {
                         dec.process(
                             i,
@@ -219,7 +227,7 @@ impl OutputPipeline {
                         f.sample_num.saturating_add((j + 1 - fac) as i64)
                     };
                     for i in 0..self.n {
-                        self.row[i] = if self.cols[i] == NAN_COL {
+                        self.row[i] = if self.cols[i] == NAN_COL || i >= slots {
                             f32::NAN
                         } else {
                             d.lp_out[i * stride + r]
@@ -266,8 +274,9 @@ impl OutputPipeline {
 
     /// One tick: one message per feature, `{base}/features/<name>` + one float per column.
     fn emit_features(&mut self, f: &Frame, off: usize, v: &[f32], tx: &mut dyn Transmit) {
-        let n = self.n;
-        let nf = v.len() / n.max(1);
+        // The extractor's channel count (the columns, unless they exceeded the slots).
+        let nf = self.feat_off.len().max(1);
+        let n = v.len() / nf;
         self.counters.rows += 1;
         self.rows_total += 1;
         self.row_end_j = off.saturating_sub(1);
@@ -277,7 +286,7 @@ impl OutputPipeline {
         for fi in 0..nf {
             self.scratch.clear();
             self.scratch.extend_from_slice(&v[fi * n..(fi + 1) * n]);
-            for i in 0..n {
+            for i in 0..n.min(self.cols.len()) {
                 if self.cols[i] == NAN_COL {
                     self.scratch[i] = f32::NAN;
                 }

@@ -437,3 +437,17 @@ fn features_at_a_rate_they_cannot_be_designed_for_are_counted_and_skipped() {
     p.process(&f, Instant::now(), &mut c);
     assert_eq!(p.counters.dsp_unsupported, 2);
 }
+
+#[test]
+fn a_zero_or_nan_rate_is_counted_not_designed_for() {
+    let x = sines(64);
+    for rate in [0.0, f64::NAN] {
+        let mut p = OutputPipeline::new(lowpass_fmt(4)).unwrap();
+        let mut c = Capture::default();
+        let mut f = signal_frame(1, &x, 0, 64);
+        f.sample_rate = rate;
+        p.process(&f, Instant::now(), &mut c);
+        assert_eq!(p.counters.dsp_unsupported, 1, "rate {rate}");
+        assert!(c.msgs.is_empty());
+    }
+}
