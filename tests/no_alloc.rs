@@ -356,7 +356,9 @@ fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
             {{"host": "127.0.0.1", "port": {oport}, "base_address": "/lp", "downsampling_factor": 30,
               "downsampling_method": "lowpass", "sample_number": true}},
             {{"host": "127.0.0.1", "port": {oport}, "format": "features", "sample_number": true,
-              "features": ["rms", "band:alpha", "band:8-12", "mua_rate"], "normalize": "zscore"}}]}}"#
+              "features": ["rms", "band:alpha", "band:8-12", "mua_rate"], "normalize": "zscore"}},
+            {{"host": "127.0.0.1", "port": {oport}, "format": "features", "features": ["rms", "band:alpha"],
+              "address": "{{base}}/pc/{{feature}}/{{name}}"}}]}}"#
     );
     let (parsed, warnings) = zmq2osc::config::Config::from_json_str(&text).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -375,7 +377,7 @@ fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
         }
         seen
     });
-    // Both outputs keep up (the features output is the slower one in a debug build).
+    // Every output keeps up (the features output is the slower one in a debug build).
     let wait_both = |eng: &zmq2osc::engine::Engine, n: u64| {
         let deadline = Instant::now() + WAIT;
         let done = |i: usize| {
@@ -384,13 +386,11 @@ fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
                 + t.by_name("dropped_oldest")
                 + eng.shared().rx_out[i].by_name("dropped_newest")
         };
-        while (done(0) < n || done(1) < n) && Instant::now() < deadline {
+        let all = || (0..3).all(|i| done(i) >= n);
+        while !all() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            done(0) >= n && done(1) >= n,
-            "bridge did not process {n} frames"
-        );
+        assert!(all(), "bridge did not process {n} frames");
     };
     let first: Vec<u32> = (0..16).collect();
     let second: Vec<u32> = (0..8).chain(20..36).collect();
@@ -438,6 +438,9 @@ fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
         "/data/features/band_alpha",
         "/data/features/band_8-12",
         "/data/features/mua_rate",
+        // Per-channel feature addresses, built at the change for the new channels.
+        "/data/pc/rms/CH21",
+        "/data/pc/band_alpha/CH36",
     ] {
         assert!(seen.contains_key(a), "{a} never arrived: {seen:?}");
     }

@@ -265,7 +265,10 @@ impl OutputEntry {
         };
         let features = self.feature_config(&path, w)?;
         let mode = match self.format.unwrap_or(FormatKey::Sample) {
-            FormatKey::Sample | FormatKey::Features => Mode::Sample,
+            FormatKey::Sample => Mode::Sample,
+            // With an `address` template: one message per feature and channel.
+            FormatKey::Features if self.address.is_some() => Mode::PerChannel,
+            FormatKey::Features => Mode::Sample,
             FormatKey::Batch => Mode::Batch,
             FormatKey::PerChannel => Mode::PerChannel,
             FormatKey::Blob => Mode::Blob,
@@ -275,7 +278,12 @@ impl OutputEntry {
             .clone()
             .unwrap_or_else(|| "{base}/ch{ch:03}".into());
         if mode == Mode::PerChannel {
-            crate::output::osc::validate_address_template(&address)
+            let probe = OutputFormat {
+                channel_address_format: address.clone(),
+                features: features.clone(),
+                ..Default::default()
+            };
+            crate::output::spec::channel_templates(&probe)
                 .map_err(|e| ConfigError::at(&p("address"), e))?;
         }
         let sparse = self.layout == Some(LayoutKind::Sparse);
@@ -672,6 +680,29 @@ mod feature_tests {
         ] {
             assert_eq!(err_path(o), path, "{o}");
         }
+    }
+
+    #[test]
+    fn a_features_address_template_needs_feature_with_several_features() {
+        let (c, w) = load(
+            r#"{"format": "features", "features": ["rms", "band:alpha"],
+                "address": "{base}/features/{feature}/{name}"}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.outputs[1].format.mode, crate::output::Mode::PerChannel);
+        assert_eq!(
+            err_path(
+                r#"{"format": "features", "features": ["rms", "band:alpha"], "address": "{base}/f/{name}"}"#
+            ),
+            "outputs[1].address"
+        );
+        assert_eq!(
+            err_path(r#"{"format": "features", "address": "{base}/{feature}"}"#),
+            "outputs[1].address"
+        );
+        // One feature: {feature} may be left out.
+        assert!(load(r#"{"format": "features", "address": "/rms/{ch}"}"#).is_ok());
     }
 
     #[test]

@@ -68,7 +68,33 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                 ""
             },
         );
-        if let Some(fc) = &f.features {
+        if let (Some(fc), Mode::PerChannel) = (&f.features, f.mode) {
+            // `address` with `{feature}`: one message per feature, channel and tick.
+            let templates = crate::output::spec::channel_templates(f).unwrap_or_default();
+            for (feat, t) in fc.features.iter().zip(templates) {
+                let Ok(t) = AddressTemplate::compile(&t) else {
+                    continue;
+                };
+                for (i, ch) in chans.iter().enumerate() {
+                    let name = name_of(spec, l, *ch);
+                    out.push(Method {
+                        path: t.format(&AddressVars {
+                            base,
+                            stream: &l.stream,
+                            name: &name,
+                            ch: *ch,
+                            index: i as u32,
+                        }),
+                        type_tag: format!("{sn}f"),
+                        description: format!(
+                            "feature {} of channel {ch} ({name}), {} values/s; {dest}",
+                            feat.label(),
+                            fc.feature_rate
+                        ),
+                    });
+                }
+            }
+        } else if let Some(fc) = &f.features {
             // A features output sends no rows: one message per feature and tick.
             for feat in &fc.features {
                 out.push(Method {
@@ -257,6 +283,17 @@ mod tests {
             .map(|n| (format!("/data/features/{n}"), "fff".to_string()))
             .collect();
         assert_eq!(got, want);
+        s.format.mode = Mode::PerChannel;
+        s.format.channel_address_format = "{base}/f/{feature}/{ch}".into();
+        let got: Vec<_> = methods(&s, Some(&layout()))
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(got.len(), 9);
+        assert_eq!(
+            (got[0].as_str(), got[8].as_str()),
+            ("/data/f/rms/0", "/data/f/band_8-12/2")
+        );
     }
 
     #[test]

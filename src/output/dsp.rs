@@ -23,7 +23,7 @@
 //! A rate the objects cannot be designed for (e.g. a band above 0.45·fs) sends nothing and
 //! counts every frame in [`super::OutputCounters::dsp_unsupported`].
 
-use super::{Addr, OutputPipeline, Transmit, NAN_COL};
+use super::{Addr, Mode, OutputPipeline, Transmit, NAN_COL};
 use crate::config::DownsamplingMethod;
 use crate::dsp::features::FeatureExtractor;
 use crate::dsp::fir::Decimator;
@@ -283,6 +283,23 @@ impl OutputPipeline {
         let tag = self.row_timetag();
         let last = f.sample_num.saturating_add(off as i64 - 1);
         let (ints, ni) = self.sample_number_ints(last, &[]);
+        if self.fmt.mode == Mode::PerChannel {
+            // `address` with `{feature}`: one message per feature and channel.
+            for fi in 0..nf {
+                for i in 0..n.min(self.cols.len()) {
+                    self.scratch.clear();
+                    self.scratch.push(if self.cols[i] == NAN_COL {
+                        f32::NAN
+                    } else {
+                        v[fi * n + i]
+                    });
+                    let a = Addr::Channel(fi * self.n + i);
+                    self.put_message(tx, a, &ints[..ni], &[], 1, false, tag);
+                }
+            }
+            self.arena_rows_end = self.rows_total;
+            return;
+        }
         for fi in 0..nf {
             self.scratch.clear();
             self.scratch.extend_from_slice(&v[fi * n..(fi + 1) * n]);

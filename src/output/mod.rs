@@ -190,7 +190,8 @@ pub struct OutputPipeline {
     next_status: Option<Instant>,
     layout: Option<Arc<LayoutBoard>>,
     layout_copy: LayoutCopy,
-    address_template: Option<AddressTemplate>,
+    /// Per-channel templates: one, or one per feature (`{feature}` filled in).
+    address_templates: Vec<AddressTemplate>,
     stream: String,
     dsp: dsp::DspState,
     addr_features: Vec<u8>,

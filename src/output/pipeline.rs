@@ -25,12 +25,15 @@ impl OutputPipeline {
             return Err("base address longer than 200 bytes".into());
         }
         let per_channel = fmt.mode == Mode::PerChannel;
-        let address_template = if per_channel {
-            osc::validate_address_template(&fmt.channel_address_format)?;
-            Some(AddressTemplate::compile(&fmt.channel_address_format)?)
+        let address_templates = if per_channel {
+            spec::channel_templates(&fmt)?
+                .iter()
+                .map(|t| AddressTemplate::compile(t))
+                .collect::<Result<Vec<_>, _>>()?
         } else {
-            None
+            Vec::new()
         };
+        let per_addr = address_templates.len().max(1);
         if fmt.max_datagram < 64 || fmt.max_datagram > MAX_UDP_PAYLOAD {
             return Err(format!("max datagram must be 64..={MAX_UDP_PAYLOAD} bytes"));
         }
@@ -90,8 +93,12 @@ impl OutputPipeline {
             addr_status: format!("{base}/status").into_bytes(),
             addr_notice: format!("{base}/notice").into_bytes(),
             // Every channel's address at its longest: a layout change never grows these.
-            chan_addrs: Vec::with_capacity(if per_channel { m * MAX_ADDRESS } else { 0 }),
-            chan_off: Vec::with_capacity(if per_channel { m } else { 0 }),
+            chan_addrs: Vec::with_capacity(if per_channel {
+                per_addr * m * MAX_ADDRESS
+            } else {
+                0
+            }),
+            chan_off: Vec::with_capacity(if per_channel { per_addr * m } else { 0 }),
             arena: Vec::with_capacity(arena_cap),
             dgrams: Vec::with_capacity(TRANSMIT_BATCH),
             rows_total: 0,
@@ -106,7 +113,7 @@ impl OutputPipeline {
             next_status: None,
             layout,
             layout_copy: LayoutCopy::new(m, per_channel),
-            address_template,
+            address_templates,
             stream: String::with_capacity(layout::STREAM_CAP),
             dsp: dsp::DspState::new(slots),
             addr_features,

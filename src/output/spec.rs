@@ -172,3 +172,30 @@ impl Default for OutputFormat {
 pub fn feature_address_name(f: &Feature) -> String {
     f.label().replace(':', "_")
 }
+
+/// The per-channel templates of an output: its `channel_address_format`, or for a
+/// features output one per feature with `{feature}` replaced by the feature's address name.
+///
+/// # Errors
+/// A template that does not compile, does not tell channels apart, or (features) gives two
+/// features the same addresses (leave out `{feature}` only with a single feature).
+pub fn channel_templates(fmt: &OutputFormat) -> Result<Vec<String>, String> {
+    let t = &fmt.channel_address_format;
+    let out: Vec<String> = match &fmt.features {
+        None => vec![t.clone()],
+        Some(fc) => fc
+            .features
+            .iter()
+            .map(|f| t.replace("{feature}", &feature_address_name(f)))
+            .collect(),
+    };
+    for x in &out {
+        super::address::validate_address_template(x)?;
+    }
+    if out.len() > 1 && !t.contains("{feature}") {
+        return Err(format!(
+            "address template '{t}' must contain {{feature}} to tell the features apart"
+        ));
+    }
+    Ok(out)
+}

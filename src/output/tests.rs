@@ -451,3 +451,33 @@ fn a_zero_or_nan_rate_is_counted_not_designed_for() {
         assert!(c.msgs.is_empty());
     }
 }
+
+#[test]
+fn features_with_a_feature_template_send_one_message_per_feature_and_channel() {
+    let x = sines(600);
+    let mut f = features_fmt(&["rms", "band:alpha"]);
+    f.mode = Mode::PerChannel;
+    f.channel_address_format = "{base}/features/{feature}/{name}".into();
+    f.sample_number = true;
+    let (c, _) = run_blocks(f, &x, &[64]);
+    let d = c.decoded();
+    let addrs: Vec<&str> = d.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "/data/features/rms/CH1",
+            "/data/features/rms/CH2",
+            "/data/features/band_alpha/CH1",
+            "/data/features/band_alpha/CH2"
+        ]
+    );
+    // One float each, after the sample number (last sample of the window: 499).
+    for m in &d {
+        assert_eq!(m.1.len(), 3);
+        assert_eq!((&m.1[0], &m.1[1]), (&OscType::Int(0), &OscType::Int(499)));
+    }
+    let (whole, _) = run_blocks(features_fmt(&["rms", "band:alpha"]), &x, &[64]);
+    let w = whole.decoded();
+    assert_eq!(floats(&w[0].1), [floats(&d[0].1), floats(&d[1].1)].concat());
+    assert_eq!(floats(&w[1].1), [floats(&d[2].1), floats(&d[3].1)].concat());
+}
