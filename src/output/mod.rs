@@ -10,10 +10,14 @@
 //!   after `batch_timeout_ms`, a channel-set change, or stop) carries its own k;
 //! * **per-channel**: one `f` per channel and output row, at the channel's address;
 //! * **blob** (new outputs only): `{base}/blob` + `i` N + `i` k + one blob of N·k big-endian
-//!   float32, channel-major.
+//!   float32, channel-major;
+//! * **features** (new outputs only, `OutputFormat::features`): `feature_rate` times a second
+//!   `{base}/features/<name>` + N `f` per feature, or with a `{feature}` address template one
+//!   `f` per feature and channel (`dsp`).
 //!
 //! Files: [`spec`] (what an output is: [`OutputSpec`], [`OutputFormat`]), `pipeline`
-//! (frames → rows → batches), `downsample` (average/decimate groups across frames),
+//! (frames → rows → batches), `downsample` (average/decimate groups across frames), `dsp`
+//! (`lowpass` filtering and the features output, on [`crate::dsp`]),
 //! `encode` (messages, bundles, `…/part` splitting, the datagram arena), `events` (TTL,
 //! spikes, status, notices), [`layout`] (channel-set changes, the lock-free layout board),
 //! [`address`] (per-channel address templates), [`osc`] (OSC byte helpers).
