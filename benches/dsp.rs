@@ -10,11 +10,19 @@
 //! * `features/rms+alpha+mua`: the brief's feature set, default parameters; plus each
 //!   feature alone to show where the time goes.
 //!
+//! * `output/{lowpass_F30,features_rms+alpha+mua}`: the same through a whole
+//!   `OutputPipeline` (the shard's work: filtering or features, OSC encoding into the
+//!   datagram arena; the transmitter discards the datagrams), 256 channels selected.
+//!
 //! Run: `cargo bench --bench dsp -- --warm-up-time 1 --measurement-time 2`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Instant;
+use zmq2osc::config::DownsamplingMethod;
 use zmq2osc::dsp::features::{Feature, FeatureConfig, FeatureExtractor};
 use zmq2osc::dsp::fir::Decimator;
+use zmq2osc::frame::Frame;
+use zmq2osc::output::{OutputFormat, OutputPipeline, Transmit};
 
 const FS: f64 = 30000.0;
 const CH: usize = 256;
@@ -92,5 +100,71 @@ fn bench_features(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decimator, bench_features);
+/// Discards datagrams (the send path has its own benches).
+struct Discard(u64);
+impl Transmit for Discard {
+    fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]) {
+        self.0 += dgrams.len() as u64 + arena.len() as u64;
+    }
+    fn block_sent(&mut self, _: Instant, _: Option<i64>) {}
+}
+
+fn bench_output(c: &mut Criterion) {
+    let data = block();
+    let mut frame = Frame::new(CH, N);
+    frame.num_samples = N;
+    frame.sample_rate = FS;
+    frame.channels = (0..CH as u32).collect();
+    frame.layout_generation = 1;
+    for ch in 0..CH {
+        frame
+            .row_mut(ch as u32, N)
+            .copy_from_slice(&data[ch * N..(ch + 1) * N]);
+    }
+    let base = OutputFormat {
+        max_channels: CH,
+        max_datagram: 65507,
+        split: true,
+        ..Default::default()
+    };
+    let lowpass = OutputFormat {
+        factor: 30,
+        method: DownsamplingMethod::Lowpass,
+        ..base.clone()
+    };
+    let features = OutputFormat {
+        features: Some(FeatureConfig {
+            features: ["rms", "band:alpha", "mua_rate"]
+                .iter()
+                .map(|s| Feature::parse(s).unwrap())
+                .collect(),
+            ..FeatureConfig::default()
+        }),
+        ..base
+    };
+    let mut g = c.benchmark_group("output");
+    g.throughput(Throughput::Elements((CH * N) as u64));
+    for (name, fmt) in [
+        ("lowpass_F30", lowpass),
+        ("features_rms+alpha+mua", features),
+    ] {
+        let mut p = OutputPipeline::new(fmt).unwrap();
+        let mut tx = Discard(0);
+        let mut seq = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                // Consecutive blocks: no gap, state carries on.
+                seq += 1;
+                frame.seq = seq;
+                frame.sample_num = (seq * N as u64) as i64;
+                p.process(&frame, Instant::now(), &mut tx);
+                black_box(tx.0)
+            })
+        });
+        assert_eq!(p.counters.frames_skipped, 0);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_decimator, bench_features, bench_output);
 criterion_main!(benches);

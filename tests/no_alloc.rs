@@ -335,3 +335,117 @@ fn the_counter_sees_allocations_on_a_hot_thread() {
     assert_eq!(h.join().unwrap(), 10);
     assert!(HOT_ALLOCS.swap(0, Ordering::SeqCst) >= 1);
 }
+
+/// The DSP outputs (`downsampling_method: "lowpass"`, `"format": "features"`) in steady
+/// state, with a change to a larger channel set never seen before while measured: the filters
+/// and the feature extractor are built at the first frame for every slot the output can
+/// have, so the change only resets them.
+#[test]
+fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    TRACE.store(
+        std::env::var_os("NO_ALLOC_TRACE").is_some(),
+        Ordering::SeqCst,
+    );
+    let ctx = zmq::Context::new();
+    let (mut publ, zport) = publisher(&ctx);
+    let (rx, oport) = receiver();
+    let mut cfg = config(zport, oport);
+    let text = format!(
+        r#"{{"outputs": [
+            {{"host": "127.0.0.1", "port": {oport}, "base_address": "/lp", "downsampling_factor": 30,
+              "downsampling_method": "lowpass", "sample_number": true}},
+            {{"host": "127.0.0.1", "port": {oport}, "format": "features", "sample_number": true,
+              "features": ["rms", "band:alpha", "band:8-12", "mua_rate"], "normalize": "zscore"}},
+            {{"host": "127.0.0.1", "port": {oport}, "format": "features", "features": ["rms", "band:alpha"],
+              "address": "{{base}}/pc/{{feature}}/{{name}}"}}]}}"#
+    );
+    let (parsed, warnings) = zmq2osc::config::Config::from_json_str(&text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    cfg.outputs = parsed.outputs;
+    let eng = start(&cfg);
+    publ.wait_for_subscriber(WAIT).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut seen = std::collections::BTreeMap::<String, u64>::new();
+        while !s2.load(Ordering::Relaxed) {
+            if let Ok(n) = rx.recv(&mut buf) {
+                *seen.entry(address_of(&buf[..n])).or_default() += 1;
+            }
+        }
+        seen
+    });
+    // Every output keeps up (the features output is the slower one in a debug build).
+    let wait_both = |eng: &zmq2osc::engine::Engine, n: u64| {
+        let deadline = Instant::now() + WAIT;
+        let done = |i: usize| {
+            let t = &eng.shared().tx[i];
+            t.by_name("frames")
+                + t.by_name("dropped_oldest")
+                + eng.shared().rx_out[i].by_name("dropped_newest")
+        };
+        let all = || (0..3).all(|i| done(i) >= n);
+        while !all() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(all(), "bridge did not process {n} frames");
+    };
+    let first: Vec<u32> = (0..16).collect();
+    let second: Vec<u32> = (0..8).chain(20..36).collect();
+    let mut j = 0i64;
+    let mut blocks = 0u64;
+    let mut send = |publ: &mut oe_testkit::sim::Publisher, ch: &[u32]| {
+        send_block(publ, ch, j, 100);
+        j += 100;
+        blocks += 1;
+        blocks
+    };
+    // Warm-up: the first channel set only (the objects are built at its first frame).
+    for _ in 0..40 {
+        let n = send(&mut publ, &first);
+        wait_both(&eng, n.saturating_sub(4));
+    }
+    let rows = |name: &str| -> u64 { eng.shared().tx[1].by_name(name) };
+    let lp_rows = || eng.shared().tx[0].by_name("rows");
+    ARMED.store(true, Ordering::SeqCst);
+    // 0.5 s of signal on the first set, then 1 s on the second (unseen, larger) set.
+    for k in 0..450 {
+        let ch = if k < 150 { &first } else { &second };
+        let n = send(&mut publ, ch);
+        wait_both(&eng, n.saturating_sub(4));
+    }
+    let (feat_ticks, lp) = (rows("rows"), lp_rows());
+    let n = send(&mut publ, &second);
+    wait_both(&eng, n - 4);
+    ARMED.store(false, Ordering::SeqCst);
+    let allocs = HOT_ALLOCS.swap(0, Ordering::SeqCst);
+    let r = eng.shutdown();
+    stop.store(true, Ordering::SeqCst);
+    let seen = drainer.join().unwrap();
+    assert!(!r.failed);
+    // 1.5 s + warm-up: ~90 feature ticks and ~1600 lowpass rows were made.
+    assert!(
+        feat_ticks >= 60,
+        "feature ticks: {feat_ticks} ({:?})",
+        r.tx[1]
+    );
+    assert!(lp >= 1000, "lowpass rows: {lp}");
+    for a in [
+        "/lp/sample",
+        "/data/features/rms",
+        "/data/features/band_alpha",
+        "/data/features/band_8-12",
+        "/data/features/mua_rate",
+        // Per-channel feature addresses, built at the change for the new channels.
+        "/data/pc/rms/CH21",
+        "/data/pc/band_alpha/CH36",
+    ] {
+        assert!(seen.contains_key(a), "{a} never arrived: {seen:?}");
+    }
+    assert_eq!(
+        allocs, 0,
+        "hot threads allocated {allocs} times with lowpass, features and a channel-set change"
+    );
+}

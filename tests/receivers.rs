@@ -5,7 +5,9 @@
 //! * liblo's `oscdump -L <port>` (Debian `liblo-tools`),
 //! * SuperCollider's sclang running the README recipe (`tests/receivers/count.scd`),
 //! * Pure Data vanilla, the README's chain `[netreceive -u -b]` → `[oscparse]` → `[list trim]`
-//!   → `[route data]` → `[route sample]` → `[print]` (`tests/receivers/count.pd`).
+//!   → `[route data]` → `[route sample]` → `[print]` (`tests/receivers/count.pd`), and the
+//!   features recipe `… [route data]` → `[route features]` → `[route band_alpha rms]`
+//!   (`tests/receivers/features.pd`).
 //!
 //! They need external programs, so they are `#[ignore]`d; run them with
 //! `cargo test --test receivers -- --ignored` (`.ci/run` installs the programs first). A
@@ -324,4 +326,99 @@ fn supercollider_readme_recipe_gets_every_message() {
     );
     assert_eq!(f[1], 0, "messages without {CHANNELS} floats: {result}");
     assert_eq!(f[0], sent);
+}
+
+/// Runs the bridge with the simulator and `examples/features.json`'s features output (rms and
+/// alpha only) sending to `osc_port`; returns the datagrams it reports as sent.
+fn run_bridge_features(osc_port: u16) -> u64 {
+    let (zp, _) = ports();
+    let dir = common::tempdir("features-pd");
+    let cfg = dir.join("features.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"outputs": [{{"host": "127.0.0.1", "port": {osc_port}, "format": "features",
+                "features": ["band:alpha", "rms"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--simulate", "8", "--seconds", RUN_SECONDS, "--no-tui"])
+        .args(["--zmq-port", &zp.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "bridge failed: {stderr}");
+    let last = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["final"] == true)
+        .unwrap_or_else(|| panic!("no final JSON line in {stdout}"));
+    let sent = last["tx"]["sent"].as_u64().unwrap();
+    assert_eq!(last["tx"]["send_dropped"], 0, "{last}");
+    // 2 s at 60 ticks/s, two messages a tick.
+    assert!(sent > 150, "bridge sent only {sent}: {stderr}");
+    sent
+}
+
+#[test]
+#[ignore = "needs Pure Data (Debian: apt-get install puredata-core)"]
+fn pure_data_features_recipe_routes_alpha_and_rms() {
+    let (_, port) = ports();
+    let patch = receivers_dir().join("features.pd");
+    let mut child = spawn(
+        Command::new("pd")
+            .args(["-nogui", "-nosound", "-nomidi", "-stderr", "-open"])
+            .arg(&patch)
+            .args(["-send", &format!("port {port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        "install Pure Data (apt-get install puredata-core)",
+    );
+    let out = lines(child.stderr.take().unwrap());
+    let mut reaper = Reaper(child);
+    wait_until("pd to bind", || {
+        if let Ok(Some(s)) = reaper.0.try_wait() {
+            panic!("pd exited early: {s}");
+        }
+        udp_port_bound(port)
+    });
+    let sent = run_bridge_features(port);
+    // `[print ALPHA]` / `[print RMS]` print one float per channel for each message.
+    let (mut alpha, mut rms, mut other) = (0u64, 0u64, Vec::new());
+    collect(
+        &out,
+        |l| {
+            let (tag, rest) = l.split_once(": ").unwrap_or((l, ""));
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ok = f.len() == CHANNELS && parse_floats(&f).is_some();
+            match tag {
+                "ALPHA" if ok => alpha += 1,
+                "RMS" if ok => rms += 1,
+                _ => {
+                    if other.len() < 5 {
+                        other.push(l.to_string());
+                    }
+                    return false;
+                }
+            }
+            true
+        },
+        sent,
+    );
+    drop(reaper);
+    println!("pd features: bridge sent {sent}, alpha {alpha}, rms {rms}; other {other:?}");
+    assert!(
+        !other
+            .iter()
+            .any(|l| l.contains("error") || l.contains("unknown")),
+        "pd complained: {other:?}"
+    );
+    assert_eq!(alpha, rms);
+    assert_eq!(alpha + rms, sent);
 }

@@ -86,6 +86,12 @@ pub fn start(args: &Args, cfg: &Config) -> Result<Demo, Fail> {
             method: match fmt.method {
                 DownsamplingMethod::Average => sink::Method::Average,
                 DownsamplingMethod::Decimate => sink::Method::Decimate,
+                DownsamplingMethod::Lowpass => {
+                    return Err((
+                        exit::CONFIG,
+                        "--verify checks average and decimate only".into(),
+                    ))
+                }
             },
             block_clock: Some(clock.clone()),
         };

@@ -22,6 +22,10 @@ json_enum! {
         Average = "average",
         /// `"decimate"`: last row of each group of F input rows, no filter.
         Decimate = "decimate",
+        /// `"lowpass"`: a Kaiser-window FIR anti-alias filter (flat within 0.5 dB to
+        /// 0.8·fs/(2F), ≥ 60 dB on what would fold in), then one row per F input rows
+        /// ([`crate::dsp::fir::Decimator`]).
+        Lowpass = "lowpass",
     }
 }
 

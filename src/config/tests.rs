@@ -624,7 +624,7 @@ fn key_paths_in_lists_and_sections() {
         (r#"{"outputs": [{}, {"port": 0}]}"#, "outputs[1].port", "expected an integer from 1 to 65535, got 0"),
         (r#"{"outputs": [[]]}"#, "outputs[0]", "invalid type: sequence, expected an object"),
         (r#"{"outputs": [{"bundle": "later"}]}"#, "outputs[0].bundle", "expected one of false, true, \"off\", \"immediate\", \"sample_clock\", got \"later\""),
-        (r#"{"outputs": [{"format": null}]}"#, "outputs[0].format", "expected one of \"sample\", \"batch\", \"per_channel\", \"blob\", got null"),
+        (r#"{"outputs": [{"format": null}]}"#, "outputs[0].format", "expected one of \"sample\", \"batch\", \"per_channel\", \"blob\", \"features\", got null"),
         (r#"{"outputs": [{"names": {"2": ""}}]}"#, "outputs[0].names.2", "expected a non-empty string, got \"\""),
         (r#"{"outputs": [{"channels": [0, 5000]}]}"#, "outputs[0].channels[1]", "expected an integer from 0 to 1023, got 5000"),
         (r#"{"performance": {"pin_threads": "yes"}}"#, "performance.pin_threads", "expected true or false, got \"yes\""),

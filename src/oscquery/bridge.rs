@@ -87,68 +87,113 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                 ""
             },
         );
-        match f.mode {
-            Mode::Sample => {
-                let path = format!("{base}/sample");
-                if message_bytes(&path, sn.len(), n) <= f.max_datagram {
+        if let (Some(fc), Mode::PerChannel) = (&f.features, f.mode) {
+            // `address` with `{feature}`: one message per feature, channel and tick.
+            let templates = crate::output::spec::channel_templates(f).unwrap_or_default();
+            for (feat, t) in fc.features.iter().zip(templates) {
+                let Ok(t) = AddressTemplate::compile(&t) else {
+                    continue;
+                };
+                for (i, ch) in chans.iter().enumerate() {
+                    let name = name_of(spec, l, *ch);
                     out.push(Method {
-                        path,
-                        type_tag: format!("{sn}{}", "f".repeat(n)),
-                        description: format!("one row per message, {rate} rows/s: {what}"),
-                    });
-                } else if f.split {
-                    out.push(part_method(&path, &what));
-                }
-            }
-            Mode::Batch => {
-                // Only the batch sizes that fit one datagram are sent as such; larger ones go
-                // out as `…/part` messages (outputs that split) or are refused (the original's
-                // format), so they are not listed one by one.
-                let mut too_big = false;
-                for k in 1..=f.batch_size.max(1) {
-                    let path = format!("{base}/batch/{k}");
-                    let ints = 1 + sn.len();
-                    if message_bytes(&path, ints, n * k) > f.max_datagram {
-                        too_big = true;
-                        break;
-                    }
-                    out.push(Method {
-                        path,
-                        type_tag: format!("i{sn}{}", "f".repeat(n * k)),
-                        description: format!(
-                            "{k} rows (int N = channels, then channel-major floats; {} rows \
-                             per full batch, fewer when flushed early), {rate} rows/s: {what}",
-                            f.batch_size
-                        ),
-                    });
-                }
-                if too_big && f.split {
-                    // Full batches (a batch flushed early goes to `…/batch/<k>/part` of its k).
-                    let full = format!("{base}/batch/{}", f.batch_size.max(1));
-                    out.push(part_method(&full, &what));
-                }
-            }
-            Mode::Blob => out.push(Method {
-                path: format!("{base}/blob"),
-                type_tag: format!("ii{sn}b"),
-                description: format!(
-                    "int N channels, int k rows, one blob of N*k big-endian float32 \
-                     (channel-major), up to {} rows per message, {rate} rows/s: {what}",
-                    f.batch_size
-                ),
-            }),
-            Mode::PerChannel => {
-                if let Ok(t) = AddressTemplate::compile(&f.channel_address_format) {
-                    for (i, ch) in chans.iter().enumerate() {
-                        let name = name_of(spec, l, *ch);
-                        let path = t.format(&AddressVars {
+                        path: t.format(&AddressVars {
                             base,
                             stream: &l.stream,
                             name: &name,
                             ch: *ch,
                             index: i as u32,
-                        });
+                        }),
+                        type_tag: format!("{sn}f"),
+                        description: format!(
+                            "feature {} of channel {ch} ({name}), {} values/s; {dest}",
+                            feat.label(),
+                            fc.feature_rate
+                        ),
+                    });
+                }
+            }
+        } else if let Some(fc) = &f.features {
+            // A features output sends no rows: one message per feature and tick.
+            for feat in &fc.features {
+                out.push(Method {
+                    path: format!(
+                        "{base}/features/{}",
+                        crate::output::spec::feature_address_name(feat)
+                    ),
+                    type_tag: format!("{sn}{}", "f".repeat(n)),
+                    description: format!(
+                        "feature {} of {n} channels, {} values/s over {} ms windows (normalize {}): {what}",
+                        feat.label(),
+                        fc.feature_rate,
+                        fc.feature_window_ms,
+                        fc.normalize.as_str()
+                    ),
+                });
+            }
+        } else {
+            match f.mode {
+                Mode::Sample => {
+                    let path = format!("{base}/sample");
+                    if message_bytes(&path, sn.len(), n) <= f.max_datagram {
                         out.push(Method {
+                            path,
+                            type_tag: format!("{sn}{}", "f".repeat(n)),
+                            description: format!("one row per message, {rate} rows/s: {what}"),
+                        });
+                    } else if f.split {
+                        out.push(part_method(&path, &what));
+                    }
+                }
+                Mode::Batch => {
+                    // Only the batch sizes that fit one datagram are sent as such; larger ones go
+                    // out as `…/part` messages (outputs that split) or are refused (the original's
+                    // format), so they are not listed one by one.
+                    let mut too_big = false;
+                    for k in 1..=f.batch_size.max(1) {
+                        let path = format!("{base}/batch/{k}");
+                        let ints = 1 + sn.len();
+                        if message_bytes(&path, ints, n * k) > f.max_datagram {
+                            too_big = true;
+                            break;
+                        }
+                        out.push(Method {
+                            path,
+                            type_tag: format!("i{sn}{}", "f".repeat(n * k)),
+                            description: format!(
+                                "{k} rows (int N = channels, then channel-major floats; {} rows \
+                             per full batch, fewer when flushed early), {rate} rows/s: {what}",
+                                f.batch_size
+                            ),
+                        });
+                    }
+                    if too_big && f.split {
+                        // Full batches (a batch flushed early goes to `…/batch/<k>/part` of its k).
+                        let full = format!("{base}/batch/{}", f.batch_size.max(1));
+                        out.push(part_method(&full, &what));
+                    }
+                }
+                Mode::Blob => out.push(Method {
+                    path: format!("{base}/blob"),
+                    type_tag: format!("ii{sn}b"),
+                    description: format!(
+                        "int N channels, int k rows, one blob of N*k big-endian float32 \
+                     (channel-major), up to {} rows per message, {rate} rows/s: {what}",
+                        f.batch_size
+                    ),
+                }),
+                Mode::PerChannel => {
+                    if let Ok(t) = AddressTemplate::compile(&f.channel_address_format) {
+                        for (i, ch) in chans.iter().enumerate() {
+                            let name = name_of(spec, l, *ch);
+                            let path = t.format(&AddressVars {
+                                base,
+                                stream: &l.stream,
+                                name: &name,
+                                ch: *ch,
+                                index: i as u32,
+                            });
+                            out.push(Method {
                             path,
                             type_tag: format!("{sn}f"),
                             description: format!(
@@ -156,6 +201,7 @@ pub fn methods(spec: &OutputSpec, layout: Option<&LayoutInfo>) -> Vec<Method> {
                                 l.stream
                             ),
                         });
+                        }
                     }
                 }
             }
@@ -258,6 +304,38 @@ mod tests {
             multicast_ttl: 1,
             source: None,
         }
+    }
+
+    #[test]
+    fn a_features_output_lists_one_address_per_feature() {
+        let mut s = spec(Mode::Sample);
+        s.format.features = Some(crate::dsp::features::FeatureConfig {
+            features: ["rms", "band:alpha", "band:8-12"]
+                .iter()
+                .map(|n| crate::dsp::features::Feature::parse(n).unwrap())
+                .collect(),
+            ..Default::default()
+        });
+        let got: Vec<_> = methods(&s, Some(&layout()))
+            .into_iter()
+            .map(|m| (m.path, m.type_tag))
+            .collect();
+        let want: Vec<_> = ["rms", "band_alpha", "band_8-12"]
+            .iter()
+            .map(|n| (format!("/data/features/{n}"), "fff".to_string()))
+            .collect();
+        assert_eq!(got, want);
+        s.format.mode = Mode::PerChannel;
+        s.format.channel_address_format = "{base}/f/{feature}/{ch}".into();
+        let got: Vec<_> = methods(&s, Some(&layout()))
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(got.len(), 9);
+        assert_eq!(
+            (got[0].as_str(), got[8].as_str()),
+            ("/data/f/rms/0", "/data/f/band_8-12/2")
+        );
     }
 
     #[test]

@@ -44,7 +44,8 @@ impl OutputPipeline {
                     }
                 }
             }
-            DownsamplingMethod::Decimate => {
+            // Lowpass rows come from `process_lowpass`; here it can only mean F = 1.
+            DownsamplingMethod::Decimate | DownsamplingMethod::Lowpass => {
                 if self.pos == factor - 1 {
                     for (i, &ch) in self.cols.iter().enumerate() {
                         self.acc[i] = if ch == NAN_COL {
@@ -69,7 +70,9 @@ impl OutputPipeline {
                     self.row[i] = self.acc[i] / d;
                 }
             }
-            DownsamplingMethod::Decimate => self.row[..n].copy_from_slice(&self.acc[..n]),
+            DownsamplingMethod::Decimate | DownsamplingMethod::Lowpass => {
+                self.row[..n].copy_from_slice(&self.acc[..n])
+            }
         }
         true
     }

@@ -21,6 +21,10 @@ impl OutputPipeline {
             Addr::Spike => (&self.addr_spike, b""),
             Addr::Status => (&self.addr_status, b""),
             Addr::Notice => (&self.addr_notice, b""),
+            Addr::Feature(i) => {
+                let (o, l) = self.feat_off[i];
+                (&self.addr_features[o as usize..(o + l) as usize], b"")
+            }
         };
         let mut len = 0;
         for part in [p1, p2, suffix] {

@@ -304,48 +304,48 @@ impl OutputPipeline {
         if self.fmt.mode != Mode::PerChannel {
             return;
         }
-        let Some(tmpl) = &self.address_template else {
-            return;
-        };
         self.chan_addrs.clear();
         self.chan_off.clear();
-        for (index, &ch) in self.cols.iter().enumerate() {
-            let renamed = self
-                .fmt
-                .names
-                .iter()
-                .find(|(c, _)| *c == ch)
-                .map(|x| x.1.as_str());
-            let oe = if current {
-                self.layout_copy.name(ch)
-            } else {
-                None
-            };
-            let mut fallback = [0u8; 24];
-            fallback[..2].copy_from_slice(b"CH");
-            let mut digits = [0u8; 20];
-            let d = super::osc::itoa(u64::from(ch) + 1, &mut digits);
-            fallback[2..2 + d.len()].copy_from_slice(d);
-            let fallback = std::str::from_utf8(&fallback[..2 + d.len()]).unwrap_or("CH");
-            let vars = AddressVars {
-                base: &self.fmt.base_address,
-                stream: &self.stream,
-                name: renamed.or(oe).unwrap_or(fallback),
-                ch,
-                index: index as u32,
-            };
-            let mut buf = [0u8; MAX_ADDRESS];
-            let mut len = tmpl.write_bounded(&vars, &mut buf);
-            if len == 0 || buf[0] != b'/' {
-                // Validated at construction; only an odd name can get here.
-                buf[..3].copy_from_slice(b"/ch");
-                let d = super::osc::itoa(u64::from(ch), &mut digits);
-                buf[3..3 + d.len()].copy_from_slice(d);
-                len = 3 + d.len();
+        // Template t's address of column i is at `t · n + i`.
+        for tmpl in &self.address_templates {
+            for (index, &ch) in self.cols.iter().enumerate() {
+                let renamed = self
+                    .fmt
+                    .names
+                    .iter()
+                    .find(|(c, _)| *c == ch)
+                    .map(|x| x.1.as_str());
+                let oe = if current {
+                    self.layout_copy.name(ch)
+                } else {
+                    None
+                };
+                let mut fallback = [0u8; 24];
+                fallback[..2].copy_from_slice(b"CH");
+                let mut digits = [0u8; 20];
+                let d = super::osc::itoa(u64::from(ch) + 1, &mut digits);
+                fallback[2..2 + d.len()].copy_from_slice(d);
+                let fallback = std::str::from_utf8(&fallback[..2 + d.len()]).unwrap_or("CH");
+                let vars = AddressVars {
+                    base: &self.fmt.base_address,
+                    stream: &self.stream,
+                    name: renamed.or(oe).unwrap_or(fallback),
+                    ch,
+                    index: index as u32,
+                };
+                let mut buf = [0u8; MAX_ADDRESS];
+                let mut len = tmpl.write_bounded(&vars, &mut buf);
+                if len == 0 || buf[0] != b'/' {
+                    // Validated at construction; only an odd name can get here.
+                    buf[..3].copy_from_slice(b"/ch");
+                    let d = super::osc::itoa(u64::from(ch), &mut digits);
+                    buf[3..3 + d.len()].copy_from_slice(d);
+                    len = 3 + d.len();
+                }
+                let off = self.chan_addrs.len();
+                self.chan_addrs.extend_from_slice(&buf[..len]);
+                self.chan_off.push((off as u32, len as u32));
             }
-            let off = self.chan_addrs.len();
-            self.chan_addrs.extend_from_slice(&buf[..len]);
-            self.chan_off.push((off as u32, len as u32));
         }
     }
 }

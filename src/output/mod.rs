@@ -10,10 +10,14 @@
 //!   after `batch_timeout_ms`, a channel-set change, or stop) carries its own k;
 //! * **per-channel**: one `f` per channel and output row, at the channel's address;
 //! * **blob** (new outputs only): `{base}/blob` + `i` N + `i` k + one blob of N·k big-endian
-//!   float32, channel-major.
+//!   float32, channel-major;
+//! * **features** (new outputs only, `OutputFormat::features`): `feature_rate` times a second
+//!   `{base}/features/<name>` + N `f` per feature, or with a `{feature}` address template one
+//!   `f` per feature and channel (`dsp`).
 //!
 //! Files: [`spec`] (what an output is: [`OutputSpec`], [`OutputFormat`]), `pipeline`
-//! (frames → rows → batches), `downsample` (average/decimate groups across frames),
+//! (frames → rows → batches), `downsample` (average/decimate groups across frames), `dsp`
+//! (`lowpass` filtering and the features output, on [`crate::dsp`]),
 //! `encode` (messages, bundles, `…/part` splitting, the datagram arena), `events` (TTL,
 //! spikes, status, notices), [`layout`] (channel-set changes, the lock-free layout board),
 //! [`address`] (per-channel address templates), [`osc`] (OSC byte helpers).
@@ -28,6 +32,7 @@
 
 pub mod address;
 mod downsample;
+mod dsp;
 mod encode;
 mod events;
 pub mod layout;
@@ -116,6 +121,9 @@ pub struct OutputCounters {
     pub status_sent: u64,
     /// Notices sent.
     pub notices_sent: u64,
+    /// Frames not sent because the lowpass filter or the features could not be designed
+    /// for the stream's sample rate (e.g. a band above 0.45·fs).
+    pub dsp_unsupported: u64,
 }
 
 pub(crate) const FIFO_CAP: usize = 4096;
@@ -132,6 +140,7 @@ enum Addr {
     Spike,
     Status,
     Notice,
+    Feature(usize),
 }
 
 /// Seconds from 1900 (NTP) to 1970 (Unix).
@@ -185,8 +194,12 @@ pub struct OutputPipeline {
     next_status: Option<Instant>,
     layout: Option<Arc<LayoutBoard>>,
     layout_copy: LayoutCopy,
-    address_template: Option<AddressTemplate>,
+    /// Per-channel templates: one, or one per feature (`{feature}` filled in).
+    address_templates: Vec<AddressTemplate>,
     stream: String,
+    dsp: dsp::DspState,
+    addr_features: Vec<u8>,
+    feat_off: Vec<(u32, u32)>,
     /// Counters (plain; the shard thread publishes them).
     pub counters: OutputCounters,
 }

@@ -25,12 +25,15 @@ impl OutputPipeline {
             return Err("base address longer than 200 bytes".into());
         }
         let per_channel = fmt.mode == Mode::PerChannel;
-        let address_template = if per_channel {
-            osc::validate_address_template(&fmt.channel_address_format)?;
-            Some(AddressTemplate::compile(&fmt.channel_address_format)?)
+        let address_templates = if per_channel {
+            spec::channel_templates(&fmt)?
+                .iter()
+                .map(|t| AddressTemplate::compile(t))
+                .collect::<Result<Vec<_>, _>>()?
         } else {
-            None
+            Vec::new()
         };
+        let per_addr = address_templates.len().max(1);
         if fmt.max_datagram < 64 || fmt.max_datagram > MAX_UDP_PAYLOAD {
             return Err(format!("max datagram must be 64..={MAX_UDP_PAYLOAD} bytes"));
         }
@@ -40,6 +43,30 @@ impl OutputPipeline {
             _ => 1,
         };
         let base = &fmt.base_address;
+        let mut addr_features = Vec::new();
+        let mut feat_off = Vec::new();
+        if let Some(fc) = &fmt.features {
+            for feat in &fc.features {
+                let a = format!("{base}/features/{}", spec::feature_address_name(feat));
+                if a.len() > MAX_ADDRESS {
+                    return Err(format!(
+                        "feature address '{a}' longer than {MAX_ADDRESS} bytes"
+                    ));
+                }
+                feat_off.push((addr_features.len() as u32, a.len() as u32));
+                addr_features.extend_from_slice(a.as_bytes());
+            }
+        }
+        let slots = match (&fmt.selection, fmt.sparse) {
+            (Some(sel), false) => sel.len(),
+            (Some(sel), true) => sel
+                .iter()
+                .map(|&c| c as usize + 1)
+                .max()
+                .unwrap_or(1)
+                .min(m),
+            (None, _) => m,
+        };
         let largest = osc::message_len(MAX_ADDRESS, 8, m * b, 32).min(MAX_UDP_PAYLOAD) + 64;
         let arena_cap = (1 << 20).max(4 * largest);
         Ok(OutputPipeline {
@@ -66,8 +93,12 @@ impl OutputPipeline {
             addr_status: format!("{base}/status").into_bytes(),
             addr_notice: format!("{base}/notice").into_bytes(),
             // Every channel's address at its longest: a layout change never grows these.
-            chan_addrs: Vec::with_capacity(if per_channel { m * MAX_ADDRESS } else { 0 }),
-            chan_off: Vec::with_capacity(if per_channel { m } else { 0 }),
+            chan_addrs: Vec::with_capacity(if per_channel {
+                per_addr * m * MAX_ADDRESS
+            } else {
+                0
+            }),
+            chan_off: Vec::with_capacity(if per_channel { per_addr * m } else { 0 }),
             arena: Vec::with_capacity(arena_cap),
             dgrams: Vec::with_capacity(TRANSMIT_BATCH),
             rows_total: 0,
@@ -82,8 +113,11 @@ impl OutputPipeline {
             next_status: None,
             layout,
             layout_copy: LayoutCopy::new(m, per_channel),
-            address_template,
+            address_templates,
             stream: String::with_capacity(layout::STREAM_CAP),
+            dsp: dsp::DspState::new(slots),
+            addr_features,
+            feat_off,
             counters: OutputCounters::default(),
             fmt,
         })
@@ -120,10 +154,16 @@ impl OutputPipeline {
             self.counters.frames_skipped += f.seq - self.last_seq - 1;
         }
         self.last_seq = f.seq;
+        if !self.dsp_ready(f) {
+            self.counters.dsp_unsupported += 1;
+            self.send_arena(tx);
+            return;
+        }
         if self.generation != Some(f.layout_generation) || f.discontinuity.layout {
             self.flush_batch(tx, false);
             self.reset_group();
             self.set_layout(f);
+            self.dsp_layout();
             if self.fmt.notices {
                 self.send_notice(f, tx);
             }
@@ -139,15 +179,21 @@ impl OutputPipeline {
         self.frame_rate = f.sample_rate;
         self.frame_len = f.num_samples;
         self.frame_sample = f.sample_num;
-        for j in 0..f.num_samples {
-            if !self.take_sample(f, j) {
-                continue;
+        if self.fmt.features.is_some() {
+            self.process_features(f, tx);
+        } else if self.lowpass() {
+            self.process_lowpass(f, now, tx);
+        } else {
+            for j in 0..f.num_samples {
+                if !self.take_sample(f, j) {
+                    continue;
+                }
+                self.row_end_j = j;
+                self.emit_row(now, tx);
             }
-            self.row_end_j = j;
-            self.emit_row(now, tx);
         }
         // The block is fully out once the row holding its last sample is sent.
-        let target = self.rows_total + u64::from(self.pos > 0);
+        let target = self.rows_total + self.rows_owed();
         if target > self.sent_rows {
             if self.fifo.len() == FIFO_CAP {
                 self.fifo.pop_front();
@@ -207,6 +253,7 @@ impl OutputPipeline {
     }
 
     fn reset_group(&mut self) {
+        self.dsp_reset();
         if self.pos > 0 {
             self.counters.group_samples_discarded += self.pos as u64;
             self.pos = 0;
@@ -218,7 +265,7 @@ impl OutputPipeline {
         }
     }
 
-    fn emit_row(&mut self, now: Instant, tx: &mut dyn Transmit) {
+    pub(super) fn emit_row(&mut self, now: Instant, tx: &mut dyn Transmit) {
         self.counters.rows += 1;
         self.rows_total += 1;
         let n = self.n;
@@ -257,7 +304,7 @@ impl OutputPipeline {
     }
 
     /// NTP time tag of the current row (bundles): 1 = immediately, or the sample clock.
-    fn row_timetag(&self) -> u64 {
+    pub(super) fn row_timetag(&self) -> u64 {
         match self.fmt.bundle {
             BundleMode::SampleClock => {
                 // The row's last input sample arrived with the block's end.
@@ -274,7 +321,7 @@ impl OutputPipeline {
     }
 
     /// `prefix` ints followed, if enabled, by the sample number as (high, low).
-    fn sample_number_ints(&self, sample: i64, prefix: &[i32]) -> ([i32; 8], usize) {
+    pub(super) fn sample_number_ints(&self, sample: i64, prefix: &[i32]) -> ([i32; 8], usize) {
         let mut ints = [0i32; 8];
         ints[..prefix.len()].copy_from_slice(prefix);
         let mut n = prefix.len();

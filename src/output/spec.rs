@@ -3,6 +3,7 @@
 
 use crate::config::values::json_enum;
 use crate::config::DownsamplingMethod;
+use crate::dsp::features::{Feature, FeatureConfig};
 use std::time::Duration;
 
 use super::osc::MAX_UDP_PAYLOAD;
@@ -133,6 +134,10 @@ pub struct OutputFormat {
     pub status: bool,
     /// `notices`: send `{base}/notice` on layout changes.
     pub notices: bool,
+    /// `"format": "features"` (outputs only): instead of rows, `feature_rate` times a
+    /// second one message per feature, `{base}/features/<name>` + one float per channel
+    /// (`mode` is then [`Mode::Sample`] and downsampling does not apply).
+    pub features: Option<FeatureConfig>,
 }
 
 impl Default for OutputFormat {
@@ -159,6 +164,41 @@ impl Default for OutputFormat {
             spike_waveform: false,
             status: false,
             notices: false,
+            features: None,
         }
     }
+}
+
+/// The OSC address part of a feature: its [`Feature::label`] with `:` replaced by `_`
+/// (`rms`, `band_alpha`, `band_8-12`, `mua_rate`): legal OSC 1.0 and a plain name for
+/// TouchDesigner channels and Max `[route]`.
+pub fn feature_address_name(f: &Feature) -> String {
+    f.label().replace(':', "_")
+}
+
+/// The per-channel templates of an output: its `channel_address_format`, or for a
+/// features output one per feature with `{feature}` replaced by the feature's address name.
+///
+/// # Errors
+/// A template that does not compile, does not tell channels apart, or (features) gives two
+/// features the same addresses (leave out `{feature}` only with a single feature).
+pub fn channel_templates(fmt: &OutputFormat) -> Result<Vec<String>, String> {
+    let t = &fmt.channel_address_format;
+    let out: Vec<String> = match &fmt.features {
+        None => vec![t.clone()],
+        Some(fc) => fc
+            .features
+            .iter()
+            .map(|f| t.replace("{feature}", &feature_address_name(f)))
+            .collect(),
+    };
+    for x in &out {
+        super::address::validate_address_template(x)?;
+    }
+    if out.len() > 1 && !t.contains("{feature}") {
+        return Err(format!(
+            "address template '{t}' must contain {{feature}} to tell the features apart"
+        ));
+    }
+    Ok(out)
 }

@@ -258,3 +258,226 @@ fn oversize_messages_are_refused_and_counted() {
     assert_eq!(p.counters.oversize, 1);
     assert_eq!(c.blocks, 1, "the block is accounted for, not stuck");
 }
+
+/// Frame `seq` at 30 kHz with channels 0..n holding `x[c][start..start+len]`.
+fn signal_frame(seq: u64, x: &[Vec<f32>], start: usize, len: usize) -> Frame {
+    let mut f = Frame::new(8, 64);
+    f.seq = seq;
+    f.sample_num = start as i64;
+    f.num_samples = len;
+    f.sample_rate = 30000.0;
+    f.channels = (0..x.len() as u32).collect();
+    f.layout_generation = 1;
+    for (c, row) in x.iter().enumerate() {
+        f.row_mut(c as u32, len)
+            .copy_from_slice(&row[start..start + len]);
+    }
+    f
+}
+
+fn lowpass_fmt(factor: usize) -> OutputFormat {
+    OutputFormat {
+        sample_number: true,
+        ..fmt(Mode::Sample, factor, DownsamplingMethod::Lowpass, 1)
+    }
+}
+
+/// (sample number, floats) of each message.
+fn numbered(c: &Capture) -> Vec<(i64, Vec<f32>)> {
+    c.decoded()
+        .iter()
+        .map(|(_, a)| {
+            let i: Vec<i32> = a
+                .iter()
+                .filter_map(|v| match v {
+                    OscType::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            (((i[0] as i64) << 32) | i[1] as u32 as i64, floats(a))
+        })
+        .collect()
+}
+
+fn sines(len: usize) -> Vec<Vec<f32>> {
+    (0..2)
+        .map(|c| {
+            (0..len)
+                .map(|i| ((i as f32) * 0.05 * (c + 1) as f32).sin() * 100.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `x` through a fresh pipeline in blocks of the given sizes (cycled).
+fn run_blocks(f: OutputFormat, x: &[Vec<f32>], sizes: &[usize]) -> (Capture, OutputPipeline) {
+    let mut p = OutputPipeline::new(f).unwrap();
+    let mut c = Capture::default();
+    let (mut at, mut k) = (0, 0);
+    while at < x[0].len() {
+        let len = sizes[k % sizes.len()].min(x[0].len() - at);
+        p.process(
+            &signal_frame(k as u64 + 1, x, at, len),
+            Instant::now(),
+            &mut c,
+        );
+        at += len;
+        k += 1;
+    }
+    (c, p)
+}
+
+#[test]
+fn lowpass_rows_are_the_decimators_at_the_decimate_positions_whatever_the_blocks() {
+    let x = sines(640);
+    let (c, p) = run_blocks(lowpass_fmt(4), &x, &[64]);
+    let got = numbered(&c);
+    assert_eq!(got.len(), 160);
+    // Sample numbers: the first input sample of each group, as with average/decimate.
+    for (r, (sn, _)) in got.iter().enumerate() {
+        assert_eq!(*sn, 4 * r as i64);
+    }
+    // Values: the dsp decimator's, channel by channel.
+    let mut dec = crate::dsp::fir::Decimator::new(30000.0, 4, 2).unwrap();
+    for (ch, row) in x.iter().enumerate() {
+        let mut out = vec![0.0; 161];
+        let k = dec.process(ch, row, &mut out);
+        let col: Vec<f32> = got.iter().map(|(_, v)| v[ch]).collect();
+        assert_eq!(col, out[..k].to_vec(), "channel {ch}");
+    }
+    assert!(p.group_delay_seconds() > 0.0);
+    // Blocks of odd sizes give the same rows.
+    let (c2, _) = run_blocks(lowpass_fmt(4), &x, &[7, 13, 64, 1, 30]);
+    assert_eq!(numbered(&c2), got);
+}
+
+#[test]
+fn lowpass_state_resets_at_a_gap_and_the_block_waits_for_the_group_delay() {
+    let x = sines(640);
+    let mut p = OutputPipeline::new(lowpass_fmt(2)).unwrap();
+    let mut c = Capture::default();
+    p.process(&signal_frame(1, &x, 0, 64), Instant::now(), &mut c);
+    // F = 2 at 30 kHz: 41 taps, 20 samples of delay: a block is out once the row 20 samples
+    // past its last sample is sent (the next block).
+    assert_eq!(c.blocks, 0);
+    p.process(&signal_frame(2, &x, 64, 64), Instant::now(), &mut c);
+    assert_eq!(c.blocks, 1);
+    // Frame 3 is lost (seq gap): what follows starts from a clean filter.
+    let n0 = c.msgs.len();
+    p.process(&signal_frame(4, &x, 192, 64), Instant::now(), &mut c);
+    let after_gap: Vec<_> = numbered(&c).split_off(n0);
+    let mut fresh = OutputPipeline::new(lowpass_fmt(2)).unwrap();
+    let mut c2 = Capture::default();
+    fresh.process(&signal_frame(1, &x, 192, 64), Instant::now(), &mut c2);
+    assert_eq!(after_gap, numbered(&c2));
+    assert_eq!(p.counters.frames_skipped, 1);
+}
+
+fn features_fmt(names: &[&str]) -> OutputFormat {
+    OutputFormat {
+        features: Some(crate::dsp::features::FeatureConfig {
+            features: names
+                .iter()
+                .map(|s| crate::dsp::features::Feature::parse(s).unwrap())
+                .collect(),
+            ..Default::default()
+        }),
+        ..fmt(Mode::Sample, 1, DownsamplingMethod::Average, 1)
+    }
+}
+
+#[test]
+fn features_send_one_message_per_feature_and_tick() {
+    // 640 samples at 30 kHz: ticks at 500 (one).
+    let x = sines(1200);
+    let (c, p) = run_blocks(features_fmt(&["rms", "band:8-12", "mua_rate"]), &x, &[64]);
+    let d = c.decoded();
+    let addrs: Vec<&str> = d.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "/data/features/rms",
+            "/data/features/band_8-12",
+            "/data/features/mua_rate",
+            "/data/features/rms",
+            "/data/features/band_8-12",
+            "/data/features/mua_rate"
+        ]
+    );
+    assert!(d.iter().all(|m| floats(&m.1).len() == 2));
+    assert_eq!(p.counters.rows, 2);
+    // The same through one extractor.
+    let cfg = features_fmt(&["rms", "band:8-12", "mua_rate"])
+        .features
+        .unwrap();
+    let mut fx = crate::dsp::features::FeatureExtractor::new(&cfg, 30000.0, 2).unwrap();
+    let mut v = vec![0.0; fx.values_len()];
+    let mut want = Vec::new();
+    fx.process(1200, |c| &x[c][..], &mut v, |_, v| want.push(v.to_vec()));
+    assert_eq!(floats(&d[0].1), want[0][0..2].to_vec());
+    assert_eq!(floats(&d[4].1), want[1][2..4].to_vec());
+}
+
+#[test]
+fn features_at_a_rate_they_cannot_be_designed_for_are_counted_and_skipped() {
+    // high_gamma (80-200 Hz) needs fs > 444 Hz.
+    let mut p = OutputPipeline::new(features_fmt(&["band:high_gamma"])).unwrap();
+    let mut c = Capture::default();
+    let x = sines(64);
+    let mut f = signal_frame(1, &x, 0, 64);
+    f.sample_rate = 400.0;
+    p.process(&f, Instant::now(), &mut c);
+    f.seq = 2;
+    p.process(&f, Instant::now(), &mut c);
+    assert_eq!(p.counters.dsp_unsupported, 2);
+    assert!(c.msgs.is_empty());
+    // At 30 kHz it works.
+    f.seq = 3;
+    f.sample_rate = 30000.0;
+    p.process(&f, Instant::now(), &mut c);
+    assert_eq!(p.counters.dsp_unsupported, 2);
+}
+
+#[test]
+fn a_zero_or_nan_rate_is_counted_not_designed_for() {
+    let x = sines(64);
+    for rate in [0.0, f64::NAN] {
+        let mut p = OutputPipeline::new(lowpass_fmt(4)).unwrap();
+        let mut c = Capture::default();
+        let mut f = signal_frame(1, &x, 0, 64);
+        f.sample_rate = rate;
+        p.process(&f, Instant::now(), &mut c);
+        assert_eq!(p.counters.dsp_unsupported, 1, "rate {rate}");
+        assert!(c.msgs.is_empty());
+    }
+}
+
+#[test]
+fn features_with_a_feature_template_send_one_message_per_feature_and_channel() {
+    let x = sines(600);
+    let mut f = features_fmt(&["rms", "band:alpha"]);
+    f.mode = Mode::PerChannel;
+    f.channel_address_format = "{base}/features/{feature}/{name}".into();
+    f.sample_number = true;
+    let (c, _) = run_blocks(f, &x, &[64]);
+    let d = c.decoded();
+    let addrs: Vec<&str> = d.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "/data/features/rms/CH1",
+            "/data/features/rms/CH2",
+            "/data/features/band_alpha/CH1",
+            "/data/features/band_alpha/CH2"
+        ]
+    );
+    // One float each, after the sample number (last sample of the window: 499).
+    for m in &d {
+        assert_eq!(m.1.len(), 3);
+        assert_eq!((&m.1[0], &m.1[1]), (&OscType::Int(0), &OscType::Int(499)));
+    }
+    let (whole, _) = run_blocks(features_fmt(&["rms", "band:alpha"]), &x, &[64]);
+    let w = whole.decoded();
+    assert_eq!(floats(&w[0].1), [floats(&d[0].1), floats(&d[1].1)].concat());
+    assert_eq!(floats(&w[1].1), [floats(&d[2].1), floats(&d[3].1)].concat());
+}

@@ -144,7 +144,10 @@ pub struct FeatureExtractor {
     features: Vec<Feature>,
     fs: f64,
     rate: f64,
+    /// Channel slots in use (`..capacity`; see [`FeatureExtractor::set_channels`]).
     channels: usize,
+    /// Channel slots allocated.
+    capacity: usize,
     k: usize,
     need_basic: bool,
     /// `channels × (K + 1)`: K closed blocks then the current one.
@@ -296,6 +299,7 @@ impl FeatureExtractor {
             fs,
             rate: cfg.feature_rate,
             channels,
+            capacity: channels,
             k,
             need_basic,
             acc: vec![Acc::default(); channels * (k + 1)].into_boxed_slice(),
@@ -327,7 +331,7 @@ impl FeatureExtractor {
     pub fn features(&self) -> &[Feature] {
         &self.features
     }
-    /// Channels the extractor was built for.
+    /// Channel slots in use (as built, or as set by [`Self::set_channels`]).
     pub fn channels(&self) -> usize {
         self.channels
     }
@@ -358,6 +362,27 @@ impl FeatureExtractor {
     /// Times a band-pass or high-pass state went non-finite (NaN/∞ input) and was reset.
     pub fn nonfinite_resets(&self) -> u64 {
         self.nonfinite_resets
+    }
+
+    /// Channel slots allocated (the `channels` given to [`FeatureExtractor::new`]).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Uses the first `channels` slots (at most [`Self::capacity`]) from now on and forgets
+    /// all state, as [`Self::reset`]: a channel-set change without reallocating (the shard
+    /// builds the extractor once for its largest channel count). [`Self::values_len`]
+    /// follows: `features × channels`.
+    pub fn set_channels(&mut self, channels: usize) -> Result<(), DspError> {
+        if channels > self.capacity {
+            return invalid(format!(
+                "{channels} channels exceed the {} the feature extractor was built for",
+                self.capacity
+            ));
+        }
+        self.channels = channels;
+        self.reset();
+        Ok(())
     }
 
     /// Forgets all signal state: windows, filters, noise estimates, baselines, tick phase.

@@ -501,3 +501,28 @@ fn channels_are_independent_and_match_single_channel_runs() {
         }
     }
 }
+
+#[test]
+fn fewer_channels_in_a_larger_extractor_match_an_exact_one() {
+    let c = cfg(&["rms", "band:alpha", "mua_rate"]);
+    let fs = 30000.0;
+    let mut rng = Rng(7);
+    let x: Vec<Vec<f32>> = (0..3)
+        .map(|k| {
+            let s = sine(fs, 10.0 + k as f64, 1.0 + k as f64, 30000);
+            s.iter().map(|v| v + 0.1 * rng.gauss() as f32).collect()
+        })
+        .collect();
+    let mut exact = FeatureExtractor::new(&c, fs, 3).unwrap();
+    let want = run(&mut exact, &x, &[696]);
+    let mut big = FeatureExtractor::new(&c, fs, 8).unwrap();
+    assert_eq!(big.capacity(), 8);
+    // Fed 8 channels first: set_channels must forget all of it.
+    let eight: Vec<Vec<f32>> = (0..8).map(|_| sine(fs, 50.0, 3.0, 5000)).collect();
+    run(&mut big, &eight, &[1000]);
+    big.set_channels(3).unwrap();
+    assert_eq!((big.channels(), big.values_len()), (3, 9));
+    let got = run(&mut big, &x, &[696]);
+    assert_eq!(got, want);
+    assert!(big.set_channels(9).is_err(), "above the capacity");
+}
