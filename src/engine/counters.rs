@@ -106,6 +106,7 @@ pub(crate) fn publish_tx(
     c.datagrams.set(o.datagrams);
     c.bytes.set(o.bytes);
     c.oversize.set(o.oversize);
+    c.dsp_unsupported.set(o.dsp_unsupported);
     c.group_samples_discarded.set(o.group_samples_discarded);
     c.timer_flushes.set(o.timer_flushes);
     c.forced_flushes.set(o.forced_flushes);

@@ -167,14 +167,28 @@ impl OutputLayout {
     /// One line: what goes where, how.
     pub fn describe(&self) -> String {
         let f = &self.format;
-        let what = match f.mode {
-            Mode::Sample => format!("{}/sample", f.base_address),
-            Mode::Batch => format!(
+        let what = match (&f.features, f.mode) {
+            (Some(fc), Mode::PerChannel) => format!(
+                "{} per feature and channel ({} Hz)",
+                f.channel_address_format, fc.feature_rate
+            ),
+            (Some(fc), _) => format!(
+                "{}/features/<{}> ({} Hz)",
+                f.base_address,
+                fc.features
+                    .iter()
+                    .map(crate::output::spec::feature_address_name)
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                fc.feature_rate
+            ),
+            (None, Mode::Sample) => format!("{}/sample", f.base_address),
+            (None, Mode::Batch) => format!(
                 "{}/batch/{} (int N + N·{} floats, channel-major)",
                 f.base_address, f.batch_size, f.batch_size
             ),
-            Mode::PerChannel => format!("{} per channel", f.channel_address_format),
-            Mode::Blob => format!(
+            (None, Mode::PerChannel) => format!("{} per channel", f.channel_address_format),
+            (None, Mode::Blob) => format!(
                 "{}/blob (N, k, blob of N·{} floats)",
                 f.base_address, f.batch_size
             ),

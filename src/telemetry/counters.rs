@@ -335,6 +335,9 @@ counter_block! {
         status_sent,
         /// Notices sent.
         notices_sent,
+        /// Frames a lowpass/features output could not process: no filter can be designed for
+        /// the stream's rate (e.g. a band above 0.45 × the rate).
+        dsp_unsupported,
     }
 }
 
