@@ -90,15 +90,18 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Runs the bridge with the built-in simulator to `osc_port` and returns the number of
 /// datagrams it reports as sent (from its final headless JSON line) and its stderr.
 fn run_bridge(osc_port: u16) -> (u64, String) {
+    // 2 s at 1 000 rows/s.
+    run_bridge_with(&["--osc-port", &osc_port.to_string()], 1500)
+}
+
+/// Runs the bridge with the built-in simulator and `extra` flags; returns the datagrams it
+/// reports as sent (at least `min_sent`, none dropped) and its stderr.
+fn run_bridge_with(extra: &[&str], min_sent: u64) -> (u64, String) {
     let (zp, _) = ports();
     let out = Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
         .args(["--simulate", "8", "--seconds", RUN_SECONDS, "--no-tui"])
-        .args([
-            "--zmq-port",
-            &zp.to_string(),
-            "--osc-port",
-            &osc_port.to_string(),
-        ])
+        .args(["--zmq-port", &zp.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -113,9 +116,32 @@ fn run_bridge(osc_port: u16) -> (u64, String) {
         .unwrap_or_else(|| panic!("no final JSON line in {stdout}"));
     let sent = last["tx"]["sent"].as_u64().unwrap();
     assert_eq!(last["tx"]["send_dropped"], 0, "{last}");
-    // 2 s at 1 000 rows/s, less the first (learning) block.
-    assert!(sent > 1500, "bridge sent only {sent}: {stderr}");
+    assert!(sent > min_sent, "bridge sent only {sent}: {stderr}");
     (sent, stderr)
+}
+
+/// Starts Pure Data with `patch` (from tests/receivers) listening on `port`; returns its
+/// stderr lines and the process, once it has bound the port.
+fn start_pd(patch: &str, port: u16) -> (Receiver<String>, Reaper) {
+    let patch = receivers_dir().join(patch);
+    let mut child = spawn(
+        Command::new("pd")
+            .args(["-nogui", "-nosound", "-nomidi", "-stderr", "-open"])
+            .arg(&patch)
+            .args(["-send", &format!("port {port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        "install Pure Data (apt-get install puredata-core)",
+    );
+    let out = lines(child.stderr.take().unwrap());
+    let mut reaper = Reaper(child);
+    wait_until("pd to bind", || {
+        if let Ok(Some(s)) = reaper.0.try_wait() {
+            panic!("pd exited early: {s}");
+        }
+        udp_port_bound(port)
+    });
+    (out, reaper)
 }
 
 /// Collects lines until `done(count)` says the receiver has everything, or it goes quiet.
@@ -227,24 +253,7 @@ fn liblo_oscdump_parses_every_message() {
 #[ignore = "needs Pure Data (Debian: apt-get install puredata-core)"]
 fn pure_data_readme_chain_routes_every_message() {
     let (_, port) = ports();
-    let patch = receivers_dir().join("count.pd");
-    let mut child = spawn(
-        Command::new("pd")
-            .args(["-nogui", "-nosound", "-nomidi", "-stderr", "-open"])
-            .arg(&patch)
-            .args(["-send", &format!("port {port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-        "install Pure Data (apt-get install puredata-core)",
-    );
-    let out = lines(child.stderr.take().unwrap());
-    let mut reaper = Reaper(child);
-    wait_until("pd to bind", || {
-        if let Ok(Some(s)) = reaper.0.try_wait() {
-            panic!("pd exited early: {s}");
-        }
-        udp_port_bound(port)
-    });
+    let (out, reaper) = start_pd("count.pd", port);
     let (sent, _) = run_bridge(port);
     // `[print SAMPLE]` prints `SAMPLE: v0 v1 … v7` for each /data/sample message.
     let mut other = Vec::new();
@@ -331,7 +340,6 @@ fn supercollider_readme_recipe_gets_every_message() {
 /// Runs the bridge with the simulator and `examples/features.json`'s features output (rms and
 /// alpha only) sending to `osc_port`; returns the datagrams it reports as sent.
 fn run_bridge_features(osc_port: u16) -> u64 {
-    let (zp, _) = ports();
     let dir = common::tempdir("features-pd");
     let cfg = dir.join("features.json");
     std::fs::write(
@@ -342,52 +350,15 @@ fn run_bridge_features(osc_port: u16) -> u64 {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_openephys-zmq2osc"))
-        .arg("-c")
-        .arg(&cfg)
-        .args(["--simulate", "8", "--seconds", RUN_SECONDS, "--no-tui"])
-        .args(["--zmq-port", &zp.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "bridge failed: {stderr}");
-    let last = stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["final"] == true)
-        .unwrap_or_else(|| panic!("no final JSON line in {stdout}"));
-    let sent = last["tx"]["sent"].as_u64().unwrap();
-    assert_eq!(last["tx"]["send_dropped"], 0, "{last}");
     // 2 s at 60 ticks/s, two messages a tick.
-    assert!(sent > 150, "bridge sent only {sent}: {stderr}");
-    sent
+    run_bridge_with(&["-c", cfg.to_str().unwrap()], 150).0
 }
 
 #[test]
 #[ignore = "needs Pure Data (Debian: apt-get install puredata-core)"]
 fn pure_data_features_recipe_routes_alpha_and_rms() {
     let (_, port) = ports();
-    let patch = receivers_dir().join("features.pd");
-    let mut child = spawn(
-        Command::new("pd")
-            .args(["-nogui", "-nosound", "-nomidi", "-stderr", "-open"])
-            .arg(&patch)
-            .args(["-send", &format!("port {port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-        "install Pure Data (apt-get install puredata-core)",
-    );
-    let out = lines(child.stderr.take().unwrap());
-    let mut reaper = Reaper(child);
-    wait_until("pd to bind", || {
-        if let Ok(Some(s)) = reaper.0.try_wait() {
-            panic!("pd exited early: {s}");
-        }
-        udp_port_bound(port)
-    });
+    let (out, reaper) = start_pd("features.pd", port);
     let sent = run_bridge_features(port);
     // `[print ALPHA]` / `[print RMS]` print one float per channel for each message.
     let (mut alpha, mut rms, mut other) = (0u64, 0u64, Vec::new());
