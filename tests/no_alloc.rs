@@ -22,6 +22,16 @@ static TRACE: AtomicBool = AtomicBool::new(false);
 /// The tests share the counter: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Takes the one-test-at-a-time lock and applies `NO_ALLOC_TRACE`.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    TRACE.store(
+        std::env::var_os("NO_ALLOC_TRACE").is_some(),
+        Ordering::SeqCst,
+    );
+    g
+}
+
 thread_local! {
     static IN_TRACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -84,11 +94,7 @@ fn wait_emitted(eng: &zmq2osc::engine::Engine, n: u64) {
 }
 
 fn run(configure: impl Fn(&mut zmq2osc::config::Config)) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    TRACE.store(
-        std::env::var_os("NO_ALLOC_TRACE").is_some(),
-        Ordering::SeqCst,
-    );
+    let _serial = serial();
     let ctx = zmq::Context::new();
     let (mut publ, zport) = publisher(&ctx);
     let (rx, oport) = receiver();
@@ -197,11 +203,7 @@ fn address_of(d: &[u8]) -> String {
 /// bundles with sample-clock time tags.
 #[test]
 fn events_status_notices_and_a_channel_set_change_do_not_allocate() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    TRACE.store(
-        std::env::var_os("NO_ALLOC_TRACE").is_some(),
-        Ordering::SeqCst,
-    );
+    let _serial = serial();
     let ctx = zmq::Context::new();
     let (mut publ, zport) = publisher(&ctx);
     let (rx, oport) = receiver();
@@ -342,11 +344,7 @@ fn the_counter_sees_allocations_on_a_hot_thread() {
 /// have, so the change only resets them.
 #[test]
 fn lowpass_and_features_with_an_unseen_channel_set_do_not_allocate() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    TRACE.store(
-        std::env::var_os("NO_ALLOC_TRACE").is_some(),
-        Ordering::SeqCst,
-    );
+    let _serial = serial();
     let ctx = zmq::Context::new();
     let (mut publ, zport) = publisher(&ctx);
     let (rx, oport) = receiver();
