@@ -39,6 +39,7 @@ pub mod layout;
 pub mod osc;
 mod pipeline;
 pub mod spec;
+mod tile;
 
 pub use layout::{LayoutBoard, LayoutCopy, LayoutInfo};
 pub use spec::{BundleMode, Mode, OutputFormat, OutputSpec, SIZE_PROFILES};
@@ -202,6 +203,8 @@ pub struct OutputPipeline {
     feat_off: Vec<(u32, u32)>,
     /// Counters (plain; the shard thread publishes them).
     pub counters: OutputCounters,
+    /// Sample mode at F = 1 encodes from the frame a tile of rows at a time (`tile`).
+    tiled: bool,
 }
 
 #[cfg(test)]

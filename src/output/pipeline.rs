@@ -119,8 +119,16 @@ impl OutputPipeline {
             addr_features,
             feat_off,
             counters: OutputCounters::default(),
+            tiled: true,
             fmt,
         })
+    }
+
+    /// Turns the tiled sample-mode path (`tile`) on or off (on by default). Off, every row
+    /// takes the general path; the bytes are the same either way. For benchmarks and tests
+    /// that compare the two.
+    pub fn set_tiled(&mut self, on: bool) {
+        self.tiled = on;
     }
 
     /// The format.
@@ -183,6 +191,8 @@ impl OutputPipeline {
             self.process_features(f, tx);
         } else if self.lowpass() {
             self.process_lowpass(f, now, tx);
+        } else if self.tiled_eligible() && self.sample_rows_tiled(f, tx) {
+            // Every row encoded straight from the frame (`tile`).
         } else {
             for j in 0..f.num_samples {
                 if !self.take_sample(f, j) {

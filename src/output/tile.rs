@@ -1,0 +1,302 @@
+//! Sample mode at F = 1 without DSP, encoded straight from the frame a tile of rows at a time.
+//!
+//! A frame is channel-major (one ZeroMQ message per channel), an OSC sample message is one
+//! row across the channels. The general path (`take_sample` → `emit_row` → `put_message`)
+//! gathers one row with a stride of a whole channel (2 784 B for GUI blocks), copies it twice
+//! and then byte-swaps it: ~2 ns per float in `cargo bench --bench encode -- output_pipeline`.
+//! Here the datagrams of up to [`TILE`] consecutive rows are laid out in the arena first
+//! (header bytes written once per row), then every channel's `TILE` consecutive samples (one
+//! or two cache lines, read once) are byte-swapped into their slot in each of the tile's
+//! datagrams. The bytes are exactly those of the general path (same header, same floats, same
+//! order; `tests::tile_path_matches_the_general_path` compares the two for every header
+//! option), only the order in which they are written differs.
+
+use super::osc::{self, MAX_UDP_PAYLOAD};
+use super::{Addr, BundleMode, Mode, OutputPipeline, Transmit, NAN_COL, TRANSMIT_BATCH};
+use crate::frame::Frame;
+
+/// Rows encoded together: each channel contributes 16 consecutive samples (64 bytes).
+pub(super) const TILE: usize = 16;
+
+/// Bytes of tile datagrams kept below this, so that the rows being written stay in L1/L2.
+const TILE_BYTES: usize = 48 * 1024;
+
+impl OutputPipeline {
+    /// Whether [`OutputPipeline::sample_rows_tiled`] applies to this output (it also checks the
+    /// message size per frame).
+    pub(super) fn tiled_eligible(&self) -> bool {
+        self.fmt.mode == Mode::Sample && self.fmt.factor == 1 && self.tiled
+    }
+
+    /// Encodes every row of `f` (sample mode, F = 1, no DSP) as the general path would.
+    /// Returns false, having done nothing, when a row does not fit one datagram (the general
+    /// path then splits or refuses it, and counts that).
+    pub(super) fn sample_rows_tiled(&mut self, f: &Frame, tx: &mut dyn Transmit) -> bool {
+        let n = self.n;
+        let ns = f.num_samples;
+        let bundled = self.fmt.bundle != BundleMode::Off;
+        let (_, ni) = self.sample_number_ints(0, &[]);
+        let mut abuf = [0u8; 256];
+        let alen = self.address(Addr::Sample, &mut abuf, b"");
+        let bundle_head = if bundled { 20 } else { 0 };
+        let ints_at = bundle_head + osc::osc_str_len(alen) + osc::osc_str_len(1 + ni + n);
+        let floats_at = ints_at + 4 * ni;
+        let total = floats_at + 4 * n;
+        if total > self.fmt.max_datagram || total > MAX_UDP_PAYLOAD {
+            return false;
+        }
+        // The header without time tag and ints, written once here and copied per row.
+        let mut head = [0u8; 20 + 256 + 4];
+        let tags_len = osc::osc_str_len(1 + ni + n);
+        let fixed = {
+            let mut p = 0;
+            if bundled {
+                head[..8].copy_from_slice(b"#bundle\0");
+                head[16..20].copy_from_slice(&((total - 20) as u32).to_be_bytes());
+                p = 20;
+            }
+            p += osc::put_str(&mut head[p..], &abuf[..alen]);
+            p
+        };
+        let rows_per_tile = (TILE_BYTES / total).clamp(1, TILE);
+        let mut j0 = 0;
+        while j0 < ns {
+            let t = rows_per_tile.min(ns - j0);
+            // The whole tile goes into one arena batch: no flush between reserving and filling.
+            if self.arena.len() + t * total > self.arena.capacity()
+                || self.dgrams.len() + t > TRANSMIT_BATCH
+            {
+                self.send_arena(tx);
+            }
+            let base = self.arena.len();
+            self.arena.resize(base + t * total, 0);
+            for r in 0..t {
+                let j = j0 + r;
+                self.row_end_j = j;
+                let tag = self.row_timetag();
+                let (ints, _) = self.sample_number_ints(f.sample_num.saturating_add(j as i64), &[]);
+                let d = &mut self.arena[base + r * total..base + (r + 1) * total];
+                d[..fixed].copy_from_slice(&head[..fixed]);
+                if bundled {
+                    d[8..16].copy_from_slice(&tag.to_be_bytes());
+                }
+                // Type tags: `,` `i`×ni `f`×n, NUL-padded (the arena was zeroed).
+                let tg = &mut d[fixed..fixed + tags_len];
+                tg[0] = b',';
+                tg[1..1 + ni].fill(b'i');
+                tg[1 + ni..1 + ni + n].fill(b'f');
+                for (k, v) in ints[..ni].iter().enumerate() {
+                    d[ints_at + 4 * k..ints_at + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
+                }
+                self.dgrams.push(((base + r * total) as u32, total as u32));
+            }
+            let tile = &mut self.arena[base..base + t * total];
+            for (i, &ch) in self.cols.iter().enumerate() {
+                let at = floats_at + 4 * i;
+                if ch == NAN_COL {
+                    for d in tile.chunks_exact_mut(total) {
+                        d[at..at + 4].copy_from_slice(&f32::NAN.to_bits().to_be_bytes());
+                    }
+                    continue;
+                }
+                let src = &f.row(ch)[j0..j0 + t];
+                for (d, v) in tile.chunks_exact_mut(total).zip(src) {
+                    d[at..at + 4].copy_from_slice(&v.to_bits().to_be_bytes());
+                }
+            }
+            self.counters.datagrams += t as u64;
+            self.counters.bytes += (t * total) as u64;
+            self.counters.rows += t as u64;
+            self.rows_total += t as u64;
+            self.arena_rows_end = self.rows_total;
+            j0 += t;
+        }
+        self.row_start = f.sample_num.saturating_add(ns as i64 - 1);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Discontinuity;
+    use crate::output::OutputFormat;
+    use std::time::Instant;
+
+    #[derive(Default)]
+    struct Capture {
+        msgs: Vec<Vec<u8>>,
+        /// Datagrams per `transmit` call.
+        batches: Vec<usize>,
+        blocks: usize,
+    }
+    impl Transmit for Capture {
+        fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]) {
+            self.batches.push(dgrams.len());
+            for &(o, l) in dgrams {
+                self.msgs.push(arena[o as usize..(o + l) as usize].to_vec());
+            }
+        }
+        fn block_sent(&mut self, _: Instant, _: Option<i64>) {
+            self.blocks += 1;
+        }
+    }
+
+    /// A frame of channels `chans` (values distinct per channel and sample, some negative,
+    /// one NaN and one infinity), `len` samples from `start`.
+    fn frame(seq: u64, chans: &[u32], start: i64, len: usize, generation: u32) -> Frame {
+        let mut f = Frame::new(64, 1024);
+        f.seq = seq;
+        f.sample_num = start;
+        f.num_samples = len;
+        f.channels = chans.to_vec();
+        f.layout_generation = generation;
+        f.sample_rate = 30_000.0;
+        for &c in chans {
+            for (k, v) in f.row_mut(c, len).iter_mut().enumerate() {
+                *v = match (c, k) {
+                    (3, 5) => f32::NAN,
+                    (4, 7) => f32::NEG_INFINITY,
+                    _ => (c as f32) * 1000.5 - (start as f32 + k as f32) * 0.25,
+                };
+            }
+        }
+        f
+    }
+
+    /// Runs the same frames through the tiled and the general path; returns both captures.
+    fn both(fmt: &OutputFormat, frames: &[Frame]) -> [Capture; 2] {
+        [true, false].map(|on| {
+            let mut p = OutputPipeline::new(fmt.clone()).unwrap();
+            p.set_tiled(on);
+            assert_eq!(p.tiled_eligible(), on);
+            let mut c = Capture::default();
+            for f in frames {
+                p.process(f, Instant::now(), &mut c);
+            }
+            c
+        })
+    }
+
+    /// Masks the time tag of a bundle (taken from the wall clock at each `process`).
+    fn masked(m: &[u8]) -> Vec<u8> {
+        let mut m = m.to_vec();
+        if m.starts_with(b"#bundle\0") {
+            m[8..16].fill(0);
+        }
+        m
+    }
+
+    #[test]
+    fn tile_path_matches_the_general_path() {
+        let all: Vec<u32> = (0..40).collect();
+        let frames = vec![
+            frame(1, &all, 0, 37, 1),
+            frame(2, &all, 37, 16, 1),
+            frame(3, &all, 53, 1, 1),
+            // A gap, then a new channel set.
+            frame(4, &all, 900, 200, 1),
+            frame(5, &[0, 3, 4, 9, 31], 1100, 40, 2),
+        ];
+        let base = OutputFormat {
+            max_channels: 64,
+            ..Default::default()
+        };
+        let variants = [
+            base.clone(),
+            OutputFormat {
+                sample_number: true,
+                ..base.clone()
+            },
+            OutputFormat {
+                bundle: BundleMode::Immediate,
+                sample_number: true,
+                ..base.clone()
+            },
+            OutputFormat {
+                bundle: BundleMode::SampleClock,
+                ..base.clone()
+            },
+            // Sparse selection: missing channels are NaN slots.
+            OutputFormat {
+                selection: Some(vec![31, 3, 2, 60]),
+                sparse: true,
+                ..base.clone()
+            },
+            OutputFormat {
+                selection: Some(vec![9, 4, 0]),
+                base_address: "/a/much/longer/base/address".into(),
+                ..base.clone()
+            },
+        ];
+        for fmt in &variants {
+            let [tiled, general] = both(fmt, &frames);
+            assert_eq!(tiled.msgs.len(), general.msgs.len(), "{fmt:?}");
+            assert!(tiled.msgs.len() >= 294, "{fmt:?}");
+            for (k, (a, b)) in tiled.msgs.iter().zip(&general.msgs).enumerate() {
+                assert_eq!(masked(a), masked(b), "datagram {k} of {fmt:?}");
+            }
+            assert_eq!(tiled.blocks, general.blocks);
+            assert_eq!(tiled.blocks, frames.len());
+            // Bundled rows: the time tags of one block step like the general path's.
+            if fmt.bundle == BundleMode::SampleClock {
+                let tag = |m: &Vec<u8>| u64::from_be_bytes(m[8..16].try_into().unwrap());
+                for w in tiled.msgs[..37].windows(2) {
+                    assert!(tag(&w[1]) > tag(&w[0]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_a_datagram_take_the_general_path() {
+        let all: Vec<u32> = (0..40).collect();
+        let frames = [frame(1, &all, 0, 20, 1)];
+        // 40 floats need 160 B of arguments + header: split into parts at 128 B.
+        let fmt = OutputFormat {
+            max_channels: 64,
+            max_datagram: 128,
+            split: true,
+            ..Default::default()
+        };
+        let [tiled, general] = both(&fmt, &frames);
+        assert_eq!(tiled.msgs, general.msgs);
+        assert!(tiled.msgs.len() > 20);
+        let mut p = OutputPipeline::new(fmt).unwrap();
+        let mut c = Capture::default();
+        p.process(&frames[0], Instant::now(), &mut c);
+        assert_eq!(p.counters.split_messages, 20);
+    }
+
+    #[test]
+    fn a_tile_is_never_cut_by_a_flush_and_batches_stay_bounded() {
+        // 1000 channels: a row is 4 020 B, so a tile is 12 rows and the 1 MiB arena holds
+        // 260 rows: both the arena and the batch limit force flushes between tiles.
+        let chans: Vec<u32> = (0..1000).collect();
+        let mut f = Frame::new(1000, 1024);
+        f.seq = 1;
+        f.num_samples = 1000;
+        f.channels = chans.clone();
+        f.layout_generation = 1;
+        f.sample_rate = 30_000.0;
+        f.discontinuity = Discontinuity::default();
+        for &c in &chans {
+            for (k, v) in f.row_mut(c, 1000).iter_mut().enumerate() {
+                *v = (c * 1000 + k as u32) as f32;
+            }
+        }
+        let fmt = OutputFormat {
+            max_channels: 1000,
+            ..Default::default()
+        };
+        let [tiled, general] = both(&fmt, &[f]);
+        assert_eq!(tiled.msgs, general.msgs);
+        assert_eq!(tiled.msgs.len(), 1000);
+        assert!(tiled.batches.iter().all(|&b| b <= TRANSMIT_BATCH));
+        assert!(tiled.batches.len() > 3);
+        // Row 999, channel 999: the last float of the last datagram.
+        let last = tiled.msgs.last().unwrap();
+        let v = f32::from_be_bytes(last[last.len() - 4..].try_into().unwrap());
+        assert_eq!(v, 999_999.0);
+    }
+}
