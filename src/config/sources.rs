@@ -17,11 +17,15 @@ pub const MAX_SOURCES: usize = 16;
 /// name then).
 pub const DEFAULT_SOURCE_NAME: &str = "zmq";
 
+/// Longest source name (bytes).
+pub const MAX_SOURCE_NAME: usize = 32;
+
 /// One entry of `zmq.sources` as written; `None` = not given.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, expecting = "a source object")]
 pub struct SourceEntry {
-    /// `name` (required, non-empty, unique): what outputs name in `source`.
+    /// `name` (required, unique; 1 to [`MAX_SOURCE_NAME`] of `A-Z a-z 0-9 _ - .`, not starting
+    /// with `.`): what outputs name in `source`.
     #[serde(deserialize_with = "values::some_nonempty")]
     pub name: Option<String>,
     /// `host` (default `zmq.host`).
@@ -127,6 +131,21 @@ impl Config {
                     "missing: every source needs a name (outputs refer to it in `source`)",
                 ));
             };
+            if name.len() > MAX_SOURCE_NAME
+                || !name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+                || name.starts_with('.')
+            {
+                return Err(ConfigError::at(
+                    &format!("zmq.sources[{i}].name"),
+                    format!(
+                        "'{name}': a source name is 1 to {MAX_SOURCE_NAME} of the characters A-Z a-z 0-9 _ - . \
+                         and does not start with '.' (it becomes part of thread names, heartbeat \
+                         uuids and --record file names)"
+                    ),
+                ));
+            }
             if let Some(j) = self.zmq.sources[..i]
                 .iter()
                 .position(|o| o.name.as_deref() == Some(name))

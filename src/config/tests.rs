@@ -770,6 +770,26 @@ fn source_errors_name_the_key() {
             "zmq.sources[0].name",
         ),
         (
+            r#"{"zmq": {"sources": [{"name": "a"}, {"name": "../etc/x"}]}}"#,
+            "zmq.sources[1].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "probe A"}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": ".hidden"}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "Fp1-α"}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
+            r#"{"zmq": {"sources": [{"name": "a23456789012345678901234567890123"}]}}"#,
+            "zmq.sources[0].name",
+        ),
+        (
             r#"{"zmq": {"sources": [{"name": "a"}, {"name": "b"}, {"name": "a", "data_port": 9}]}}"#,
             "zmq.sources[2].name",
         ),
