@@ -5,7 +5,7 @@ use super::Fail;
 use crate::cli::{exit, Args};
 use crate::config::{Config, DownsamplingMethod};
 use crate::engine;
-use crate::output::Mode;
+use crate::output::{BundleMode, Mode, OutputFormat};
 use oe_testkit::{sim, sink};
 use std::sync::Arc;
 
@@ -63,35 +63,21 @@ pub fn start(args: &Args, cfg: &Config) -> Result<Demo, Fail> {
             return Err((exit::CONFIG, "--verify needs --simulate".into()));
         };
         let spec = engine::output_specs(cfg).remove(0);
-        let fmt = spec.format;
-        let layout = match fmt.mode {
-            Mode::Sample => sink::Layout::Sample,
-            Mode::Batch => sink::Layout::Batch,
-            Mode::PerChannel | Mode::Blob => {
-                return Err((
-                    exit::CONFIG,
-                    "--verify checks sample and batch formats only".into(),
-                ))
-            }
-        };
+        let fmt = spec.format.clone();
+        let layout = verifiable(&fmt).map_err(|e| (exit::CONFIG, e))?;
         let bind = engine::resolve(&spec.host, spec.port).map_err(|e| (exit::CONFIG, e))?;
         let sc = sink::SinkConfig {
             bind,
             recv_buffer_bytes: 8 << 20,
-            base_address: cfg.osc.base_address.clone(),
+            base_address: fmt.base_address.clone(),
             layout,
             channels: (0..n).collect(),
             wrap: sim::pattern_wrap(n - 1),
             factor: fmt.factor as u32,
             method: match fmt.method {
                 DownsamplingMethod::Average => sink::Method::Average,
-                DownsamplingMethod::Decimate => sink::Method::Decimate,
-                DownsamplingMethod::Lowpass => {
-                    return Err((
-                        exit::CONFIG,
-                        "--verify checks average and decimate only".into(),
-                    ))
-                }
+                // `verifiable` refused `lowpass`.
+                _ => sink::Method::Decimate,
             },
             block_clock: Some(clock.clone()),
         };
@@ -109,4 +95,106 @@ pub fn start(args: &Args, cfg: &Config) -> Result<Demo, Fail> {
         verifier,
         _ctx: zctx,
     })
+}
+
+/// The verifier's layout for the first output, or why it cannot check that output: it knows the
+/// original's sample and batch messages of every channel, averaged or decimated, and nothing
+/// else on the port.
+fn verifiable(fmt: &OutputFormat) -> Result<sink::Layout, String> {
+    let what = if fmt.features.is_some() {
+        "a features output"
+    } else if fmt.method == DownsamplingMethod::Lowpass && fmt.factor > 1 {
+        "`downsampling_method: lowpass` (it checks average and decimate)"
+    } else if fmt.selection.is_some() {
+        "a channel selection"
+    } else if fmt.bundle != BundleMode::Off {
+        "bundles"
+    } else if fmt.sample_number {
+        "sample numbers"
+    } else if fmt.events || fmt.spikes || fmt.status || fmt.notices {
+        "TTL events, spikes, status or notice messages on the same port"
+    } else {
+        return match fmt.mode {
+            Mode::Sample => Ok(sink::Layout::Sample),
+            Mode::Batch => Ok(sink::Layout::Batch),
+            Mode::PerChannel => Err("--verify cannot check per-channel messages".into()),
+            Mode::Blob => Err("--verify cannot check blob messages".into()),
+        };
+    };
+    Err(format!(
+        "--verify checks the first output, in the original's sample or batch format only; it has {what}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_takes_the_original_formats_and_names_what_it_cannot_check() {
+        let plain = OutputFormat::default();
+        assert!(matches!(verifiable(&plain), Ok(sink::Layout::Sample)));
+        let batch = OutputFormat {
+            mode: Mode::Batch,
+            factor: 30,
+            method: DownsamplingMethod::Decimate,
+            ..Default::default()
+        };
+        assert!(matches!(verifiable(&batch), Ok(sink::Layout::Batch)));
+        let (cfg, _) = Config::from_json_str(
+            r#"{"outputs": [{"format": "features", "features": ["rms"]}, {}]}"#,
+        )
+        .unwrap();
+        let first = engine::output_specs(&cfg).remove(0).format;
+        let e = verifiable(&first).unwrap_err();
+        assert!(e.contains("features"), "{e}");
+        for (f, word) in [
+            (
+                OutputFormat {
+                    factor: 30,
+                    method: DownsamplingMethod::Lowpass,
+                    ..Default::default()
+                },
+                "lowpass",
+            ),
+            (
+                OutputFormat {
+                    selection: Some(vec![1, 0]),
+                    ..Default::default()
+                },
+                "selection",
+            ),
+            (
+                OutputFormat {
+                    bundle: BundleMode::Immediate,
+                    ..Default::default()
+                },
+                "bundles",
+            ),
+            (
+                OutputFormat {
+                    sample_number: true,
+                    ..Default::default()
+                },
+                "sample numbers",
+            ),
+            (
+                OutputFormat {
+                    status: true,
+                    ..Default::default()
+                },
+                "status",
+            ),
+            (
+                OutputFormat {
+                    mode: Mode::Blob,
+                    ..Default::default()
+                },
+                "blob",
+            ),
+        ] {
+            let e = verifiable(&f).unwrap_err();
+            assert!(e.contains(word), "{word}: {e}");
+        }
+    }
 }
