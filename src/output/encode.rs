@@ -207,11 +207,11 @@ impl OutputPipeline {
             self.counters.oversize += 1;
             return None;
         }
-        if self.arena.len() + len > self.arena.capacity() || self.dgrams.len() == TRANSMIT_BATCH {
+        if self.arena_used + len > self.arena.len() || self.dgrams.len() == TRANSMIT_BATCH {
             self.send_arena(tx);
         }
-        let start = self.arena.len();
-        self.arena.resize(start + len, 0);
+        let start = self.arena_used;
+        self.arena_used += len;
         self.dgrams.push((start as u32, len as u32));
         self.counters.datagrams += 1;
         self.counters.bytes += len as u64;
@@ -220,8 +220,8 @@ impl OutputPipeline {
 
     pub(super) fn send_arena(&mut self, tx: &mut dyn Transmit) {
         if !self.dgrams.is_empty() {
-            tx.transmit(&self.arena, &self.dgrams);
-            self.arena.clear();
+            tx.transmit(&self.arena[..self.arena_used], &self.dgrams);
+            self.arena_used = 0;
             self.dgrams.clear();
         }
         self.sent_rows = self.arena_rows_end;

@@ -181,7 +181,10 @@ pub struct OutputPipeline {
     addr_notice: Vec<u8>,
     chan_addrs: Vec<u8>,
     chan_off: Vec<(u32, u32)>,
+    /// Datagram bytes, allocated and written once at start-up; `arena[..arena_used]` holds
+    /// the datagrams not yet handed to the transmitter (each one written whole).
     arena: Vec<u8>,
+    arena_used: usize,
     dgrams: Vec<(u32, u32)>,
     rows_total: u64,
     arena_rows_end: u64,

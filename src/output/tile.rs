@@ -63,13 +63,13 @@ impl OutputPipeline {
         while j0 < ns {
             let t = rows_per_tile.min(ns - j0);
             // The whole tile goes into one arena batch: no flush between reserving and filling.
-            if self.arena.len() + t * total > self.arena.capacity()
+            if self.arena_used + t * total > self.arena.len()
                 || self.dgrams.len() + t > TRANSMIT_BATCH
             {
                 self.send_arena(tx);
             }
-            let base = self.arena.len();
-            self.arena.resize(base + t * total, 0);
+            let base = self.arena_used;
+            self.arena_used += t * total;
             for r in 0..t {
                 let j = j0 + r;
                 self.row_end_j = j;
@@ -80,11 +80,12 @@ impl OutputPipeline {
                 if bundled {
                     d[8..16].copy_from_slice(&tag.to_be_bytes());
                 }
-                // Type tags: `,` `i`×ni `f`×n, NUL-padded (the arena was zeroed).
+                // Type tags: `,` `i`×ni `f`×n, NUL-padded.
                 let tg = &mut d[fixed..fixed + tags_len];
                 tg[0] = b',';
                 tg[1..1 + ni].fill(b'i');
                 tg[1 + ni..1 + ni + n].fill(b'f');
+                tg[1 + ni + n..].fill(0);
                 for (k, v) in ints[..ni].iter().enumerate() {
                     d[ints_at + 4 * k..ints_at + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
                 }
