@@ -4,8 +4,8 @@
 //! send path (on loopback the receive path up to the socket queue runs in the sender's
 //! context). No receiver thread competes for the second core, so the numbers are stable.
 //!
-//! One iteration sends a batch of 256 equal-size datagrams (`output::TRANSMIT_BATCH`, what
-//! the encoder hands the sender at most per call) from one contiguous arena. Throughput is in
+//! One iteration sends a batch of 256 equal-size datagrams (the encoder hands the sender up to
+//! `output::TRANSMIT_BATCH` = 1024 per call, in whole GSO runs) from one contiguous arena. Throughput is in
 //! datagrams, so **time ÷ 256 = cost per datagram**. Groups are `udp_send_blocked/<size>`:
 //!
 //! * `std_send`: `std::net::UdpSocket::send` loop on a connected socket (4 MiB `SO_SNDBUF`).

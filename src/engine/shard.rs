@@ -81,6 +81,13 @@ impl Transmit for ShardTx {
             self.pace_sent += group as u64;
         }
     }
+    fn run_hint(&self, len: usize) -> usize {
+        if self.pacing {
+            1
+        } else {
+            self.sender.gso_run(len)
+        }
+    }
     fn block_sent(&mut self, arrival: Instant, _header_timestamp_ms: Option<i64>) {
         self.lat
             .record(span::BLOCK_TO_OUTPUT, arrival.elapsed().as_nanos() as u64);

@@ -420,6 +420,26 @@ mod tests {
         }
     }
 
+    /// `gso_run` tells the super-buffer length the sender really uses.
+    #[test]
+    fn gso_run_is_the_super_buffer_length() {
+        let (rx, _) = receiver();
+        let tx = UdpSender::connect(rx.local_addr().unwrap(), &no_gso()).unwrap();
+        assert_eq!(tx.gso_run(1304), 1);
+        let mut tx = UdpSender::connect(rx.local_addr().unwrap(), &Default::default()).unwrap();
+        if gso_on(&tx, "gso_run_is_the_super_buffer_length") {
+            assert_eq!(tx.gso_run(1304), 50);
+            assert_eq!(tx.gso_run(5144), 12);
+            assert_eq!(tx.gso_run(64), GSO_MAX_SEGMENTS);
+            assert_eq!(tx.gso_run(65_507), 1);
+            // 3 runs of 50, then what the sender did with them.
+            let (arena, dgrams) = arena(&[1304; 150]);
+            tx.send_batch(&arena, &dgrams);
+            expect(&rx, &arena, &dgrams);
+            assert_eq!(tx.stats().gso_batches, 3);
+        }
+    }
+
     /// GSO with a shorter last segment, a non-contiguous gap and singles in between.
     #[test]
     fn gso_runs_mixed_with_singles_and_gaps() {

@@ -366,6 +366,19 @@ impl UdpSender {
         }
     }
 
+    /// How many datagrams of `len` bytes go out in one call: a full GSO super-buffer (at most
+    /// [`GSO_MAX_SEGMENTS`], at most [`GSO_MAX_BYTES`] in total) when GSO is on, else 1. A batch
+    /// of equal-sized datagrams whose length is a multiple of it has no short super-buffer.
+    pub fn gso_run(&self, len: usize) -> usize {
+        match &self.backend {
+            #[cfg(target_os = "linux")]
+            Backend::Linux(l) if l.gso_enabled() && len > 0 => {
+                (GSO_MAX_BYTES / len).clamp(1, GSO_MAX_SEGMENTS)
+            }
+            _ => 1,
+        }
+    }
+
     /// Sends every datagram `arena[off..off + len]` for `(off, len)` in `dgrams`, in order.
     ///
     /// Never allocates (except to format a rate-limited error line), never fails, and never waits

@@ -49,8 +49,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Datagrams handed to [`Transmit::transmit`] at most per call (sendmmsg batch size).
-pub const TRANSMIT_BATCH: usize = 256;
+/// Datagrams handed to [`Transmit::transmit`] at most per call (a whole 696-row block at 256
+/// channels fits; the sender splits into GSO super-buffers and `sendmmsg` chunks itself).
+pub const TRANSMIT_BATCH: usize = 1024;
 
 /// Longest OSC address the pipeline builds (bytes).
 pub const MAX_ADDRESS: usize = 240;
@@ -80,6 +81,12 @@ pub struct StatusValues {
 pub trait Transmit {
     /// Sends `arena[off..off+len]` for each `(off, len)`, in order.
     fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]);
+    /// How many datagrams of `len` bytes the transmitter sends best together (one GSO
+    /// super-buffer). The tiled sample path hands rows over in multiples of it, so a flush
+    /// never leaves a short super-buffer in the middle of a block. Default 1: no preference.
+    fn run_hint(&self, _len: usize) -> usize {
+        1
+    }
     /// The last datagram carrying output of a block that arrived at `arrival` has been sent.
     fn block_sent(&mut self, arrival: Instant, header_timestamp_ms: Option<i64>);
     /// Counters for the status message.

@@ -59,15 +59,21 @@ impl OutputPipeline {
             p
         };
         let rows_per_tile = (TILE_BYTES / total).clamp(1, TILE);
+        // Hand rows over in whole GSO super-buffers: flush at a multiple of the run length.
+        let cap = (self.arena.len() / total).min(TRANSMIT_BATCH);
+        let run = tx.run_hint(total).clamp(1, cap);
+        let flush_at = cap / run * run;
         let mut j0 = 0;
         while j0 < ns {
-            let t = rows_per_tile.min(ns - j0);
-            // The whole tile goes into one arena batch: no flush between reserving and filling.
-            if self.arena_used + t * total > self.arena.len()
-                || self.dgrams.len() + t > TRANSMIT_BATCH
-            {
+            let mut room = flush_at
+                .saturating_sub(self.dgrams.len())
+                .min((self.arena.len() - self.arena_used) / total);
+            if room == 0 {
                 self.send_arena(tx);
+                room = flush_at;
             }
+            // The whole tile goes into one arena batch: no flush between reserving and filling.
+            let t = rows_per_tile.min(ns - j0).min(room);
             let base = self.arena_used;
             self.arena_used += t * total;
             for r in 0..t {
@@ -153,8 +159,13 @@ mod tests {
         /// Datagrams per `transmit` call.
         batches: Vec<usize>,
         blocks: usize,
+        /// What `run_hint` answers (0 = like 1).
+        run: usize,
     }
     impl Transmit for Capture {
+        fn run_hint(&self, _len: usize) -> usize {
+            self.run
+        }
         fn transmit(&mut self, arena: &[u8], dgrams: &[(u32, u32)]) {
             self.batches.push(dgrams.len());
             for &(o, l) in dgrams {
@@ -294,8 +305,8 @@ mod tests {
 
     #[test]
     fn a_tile_is_never_cut_by_a_flush_and_batches_stay_bounded() {
-        // 1000 channels: a row is 4 020 B, so a tile is 12 rows and the 1 MiB arena holds
-        // 260 rows: both the arena and the batch limit force flushes between tiles.
+        // 1000 channels: a row is 5 020 B, so a tile is 9 rows and the 1 MiB arena holds
+        // 208 rows: the arena forces flushes, cutting tiles.
         let chans: Vec<u32> = (0..1000).collect();
         let mut f = Frame::new(1000, 1024);
         f.seq = 1;
@@ -322,5 +333,54 @@ mod tests {
         let last = tiled.msgs.last().unwrap();
         let v = f32::from_be_bytes(last[last.len() - 4..].try_into().unwrap());
         assert_eq!(v, 999_999.0);
+    }
+
+    #[test]
+    fn rows_are_handed_over_in_whole_gso_runs() {
+        // 1000 channels, 1000 rows of 5 020 B: the 1 MiB arena holds 208 rows = 13 GSO runs of
+        // 16, so every flush but a block's last carries 208 rows.
+        let chans: Vec<u32> = (0..1000).collect();
+        let mut f = Frame::new(1000, 1024);
+        f.seq = 1;
+        f.num_samples = 1000;
+        f.channels = chans.clone();
+        f.layout_generation = 1;
+        f.sample_rate = 30_000.0;
+        let fmt = OutputFormat {
+            max_channels: 1000,
+            ..Default::default()
+        };
+        let mut p = OutputPipeline::new(fmt).unwrap();
+        let mut c = Capture {
+            run: 16,
+            ..Default::default()
+        };
+        p.process(&f, Instant::now(), &mut c);
+        f.seq = 2;
+        f.sample_num = 1000;
+        p.process(&f, Instant::now(), &mut c);
+        assert_eq!(c.msgs.len(), 2000);
+        assert_eq!(
+            c.batches,
+            vec![208, 208, 208, 208, 168, 208, 208, 208, 208, 168]
+        );
+        // At 256 channels a 696-row block goes out in one call.
+        let mut f = Frame::new(256, 696);
+        f.seq = 1;
+        f.num_samples = 696;
+        f.channels = (0..256).collect();
+        f.layout_generation = 1;
+        f.sample_rate = 30_000.0;
+        let mut p = OutputPipeline::new(OutputFormat {
+            max_channels: 256,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = Capture {
+            run: 50,
+            ..Default::default()
+        };
+        p.process(&f, Instant::now(), &mut c);
+        assert_eq!(c.batches, vec![696]);
     }
 }
