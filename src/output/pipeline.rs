@@ -125,9 +125,9 @@ impl OutputPipeline {
         })
     }
 
-    /// Turns the tiled sample-mode path (`tile`) on or off (on by default). Off, every row
-    /// takes the general path; the bytes are the same either way. For benchmarks and tests
-    /// that compare the two.
+    /// Turns the paths that encode straight from the frame at F = 1 (`tile`: tiled sample
+    /// rows, whole batches) on or off (on by default). Off, every row takes the general path;
+    /// the bytes are the same either way. For benchmarks and tests that compare the two.
     pub fn set_tiled(&mut self, on: bool) {
         self.tiled = on;
     }
@@ -194,6 +194,8 @@ impl OutputPipeline {
             self.process_lowpass(f, now, tx);
         } else if self.tiled_eligible() && self.sample_rows_tiled(f, tx) {
             // Every row encoded straight from the frame (`tile`).
+        } else if self.batch_direct_eligible() {
+            self.batch_rows_direct(f, now, tx);
         } else {
             for j in 0..f.num_samples {
                 if !self.take_sample(f, j) {

@@ -14,6 +14,7 @@
 use super::osc::{self, MAX_UDP_PAYLOAD};
 use super::{Addr, BundleMode, Mode, OutputPipeline, Transmit, NAN_COL, TRANSMIT_BATCH};
 use crate::frame::Frame;
+use std::time::Instant;
 
 /// Rows encoded together: each channel contributes 16 consecutive samples (64 bytes).
 pub(super) const TILE: usize = 16;
@@ -131,6 +132,68 @@ impl OutputPipeline {
     }
 }
 
+impl OutputPipeline {
+    /// Whether [`OutputPipeline::batch_rows_direct`] applies (batch or blob mode, F = 1; the
+    /// caller has ruled out lowpass and features).
+    pub(super) fn batch_direct_eligible(&self) -> bool {
+        matches!(self.fmt.mode, Mode::Batch | Mode::Blob) && self.fmt.factor == 1 && self.tiled
+    }
+
+    /// Batch and blob messages at F = 1, as the general path sends them: a batch carried over
+    /// from the previous frame is finished row by row, every whole batch inside the frame is
+    /// copied channel by channel (each channel's `batch_size` samples are contiguous in the
+    /// frame, as in the message) instead of being gathered row by row and transposed back,
+    /// and the remaining rows start the batch the next frame or the timer completes.
+    pub(super) fn batch_rows_direct(&mut self, f: &Frame, now: Instant, tx: &mut dyn Transmit) {
+        let ns = f.num_samples;
+        let b = self.fmt.batch_size;
+        let mut j = 0;
+        while j < ns && self.batch_k > 0 {
+            self.general_row(f, j, now, tx);
+            j += 1;
+        }
+        while ns - j >= b {
+            let n = self.n;
+            self.scratch.clear();
+            for &ch in &self.cols {
+                if ch == NAN_COL {
+                    self.scratch.extend(std::iter::repeat_n(f32::NAN, b));
+                } else {
+                    self.scratch.extend_from_slice(&f.row(ch)[j..j + b]);
+                }
+            }
+            self.counters.rows += b as u64;
+            self.rows_total += b as u64;
+            self.counters.batches += 1;
+            self.row_end_j = j + b - 1;
+            self.row_start = f.sample_num.saturating_add(self.row_end_j as i64);
+            let first = f.sample_num.saturating_add(j as i64);
+            let tag = self.row_timetag();
+            if self.fmt.mode == Mode::Blob {
+                let (ints, ni) = self.sample_number_ints(first, &[n as i32, b as i32]);
+                self.put_message(tx, Addr::Blob, &ints[..ni], &[], n * b, true, tag);
+            } else {
+                let (ints, ni) = self.sample_number_ints(first, &[n as i32]);
+                self.put_message(tx, Addr::Batch(b), &ints[..ni], &[], n * b, false, tag);
+            }
+            self.arena_rows_end = self.rows_total;
+            j += b;
+        }
+        while j < ns {
+            self.general_row(f, j, now, tx);
+            j += 1;
+        }
+    }
+
+    /// Row `j` of `f` through the general path (F = 1: every sample is a row).
+    fn general_row(&mut self, f: &Frame, j: usize, now: Instant, tx: &mut dyn Transmit) {
+        if self.take_sample(f, j) {
+            self.row_end_j = j;
+            self.emit_row(now, tx);
+        }
+    }
+}
+
 /// Writes samples `j0..j0 + t` of channel `ch` (NaN for [`NAN_COL`]) at byte `at` of each of
 /// the tile's `t` datagrams of `total` bytes.
 fn put_column(tile: &mut [u8], total: usize, at: usize, f: &Frame, ch: u32, j0: usize, t: usize) {
@@ -151,7 +214,7 @@ mod tests {
     use super::*;
     use crate::frame::Discontinuity;
     use crate::output::OutputFormat;
-    use std::time::Instant;
+    use std::time::Duration;
 
     #[derive(Default)]
     struct Capture {
@@ -204,7 +267,7 @@ mod tests {
         [true, false].map(|on| {
             let mut p = OutputPipeline::new(fmt.clone()).unwrap();
             p.set_tiled(on);
-            assert_eq!(p.tiled_eligible(), on);
+            assert_eq!(p.tiled_eligible() || p.batch_direct_eligible(), on);
             let mut c = Capture::default();
             for f in frames {
                 p.process(f, Instant::now(), &mut c);
@@ -281,6 +344,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn batch_direct_matches_the_general_path() {
+        let all: Vec<u32> = (0..40).collect();
+        let frames = vec![
+            frame(1, &all, 0, 37, 1),
+            frame(2, &all, 37, 16, 1),
+            frame(3, &all, 53, 1, 1),
+            frame(4, &all, 54, 200, 1),
+            // A gap (the carried batch is flushed first), then a new channel set.
+            frame(5, &all, 900, 33, 1),
+            frame(6, &[0, 3, 4, 9, 31], 933, 40, 2),
+        ];
+        let mut n = 0;
+        for mode in [Mode::Batch, Mode::Blob] {
+            for batch_size in [1, 7, 10, 16] {
+                let base = OutputFormat {
+                    mode,
+                    batch_size,
+                    max_channels: 64,
+                    batch_timeout: Duration::from_secs(3600),
+                    ..Default::default()
+                };
+                for fmt in [
+                    base.clone(),
+                    OutputFormat {
+                        sample_number: true,
+                        bundle: BundleMode::SampleClock,
+                        ..base.clone()
+                    },
+                    OutputFormat {
+                        selection: Some(vec![31, 3, 2, 60]),
+                        sparse: true,
+                        ..base.clone()
+                    },
+                    // 40 × 16 floats do not fit 1 000 B: split into parts.
+                    OutputFormat {
+                        max_datagram: 1000,
+                        split: true,
+                        sample_number: true,
+                        ..base.clone()
+                    },
+                ] {
+                    let [direct, general] = both(&fmt, &frames);
+                    assert_eq!(direct.msgs.len(), general.msgs.len(), "{fmt:?}");
+                    for (k, (a, b)) in direct.msgs.iter().zip(&general.msgs).enumerate() {
+                        assert_eq!(masked(a), masked(b), "datagram {k} of {fmt:?}");
+                    }
+                    assert_eq!(direct.blocks, general.blocks, "{fmt:?}");
+                    n += direct.msgs.len();
+                }
+            }
+        }
+        assert!(n > 1000);
     }
 
     #[test]
