@@ -15,15 +15,16 @@
 //!
 //! Outputs (under `--out`, rewritten by each matrix run): `matrix.csv` (every run plus a median
 //! row per scenario), `matrix-median.csv`, `baseline.csv` (runs + medians), `bridge-extra.csv`,
-//! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, and the raw files of every run in
+//! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, `stages.csv` and `stages.svg`
+//! (the stage-by-stage latency of the full-rate rows, also a table in `summary.md`), and the raw files of every run in
 //! `raw/<scenario>/r<k>/`. The soak writes under `<out>/soak/` only.
 
 use clap::Parser;
-use oe_tools::stress::plot;
 use oe_tools::stress::table::{self, Cell, Row};
 use oe_tools::stress::{
     baseline::*, cpu::*, files::*, opt::Opt, rows::*, run::*, scenarios::*, soak::run_soak,
 };
+use oe_tools::stress::{plot, stages};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,25 @@ fn main() -> ExitCode {
         return match write_scaling(csv, &out) {
             Ok(rep) => {
                 print!("{rep}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(dir) = &o.replot {
+        return match stages::write_stages(dir) {
+            Ok((md, warnings)) => {
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
+                let summary = dir.join("summary.md");
+                if let Ok(old) = fs::read_to_string(&summary) {
+                    let _ = fs::write(&summary, stages::replace_summary_section(&old, &md));
+                }
+                print!("{md}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -375,6 +395,15 @@ fn main() -> ExitCode {
             }
         );
     }
+    match stages::write_stages(&o.out) {
+        Ok((table, warnings)) => {
+            for w in &warnings {
+                eprintln!("stages: {w}");
+            }
+            let _ = write!(md, "\n{}\n\n{table}", stages::SUMMARY_HEADING);
+        }
+        Err(e) => eprintln!("stages.csv / stages.svg not written: {e}"),
+    }
     let _ = writeln!(
         md,
         "\n## Baselines (medians)\n\n| channels | drain thread % | drain libzmq I/O % | drain total % | raw UDP % | UDP dgrams/syscall |\n|---:|---:|---:|---:|---:|---:|"
@@ -390,6 +419,31 @@ fn main() -> ExitCode {
             f1(v("drain_cpu_pct")),
             f1(v("udp_cpu_pct")),
             f1(v("udp_datagrams_per_syscall"))
+        );
+    }
+    let all: Vec<&RunResult> = results.iter().flatten().collect();
+    if let (Some(lo), Some(hi)) = (
+        all.iter().map(|r| r.rcvbuf).min(),
+        all.iter().map(|r| r.rcvbuf).max(),
+    ) {
+        let forced = all.iter().filter(|r| r.rcvbuf_forced).count();
+        let sink_cpu = all
+            .iter()
+            .map(|r| r.sink_cpu_pct)
+            .filter(|v| v.is_finite())
+            .fold(f64::NAN, f64::max);
+        let _ = writeln!(
+            md,
+            "\n## The instrument\n\nSink receive buffer: requested {} MiB, effective (as the kernel \
+             reports it, twice the granted size) {}{} MiB, set with SO_RCVBUFFORCE in {forced} of {} \
+             runs (otherwise SO_RCVBUF, capped by net.core.rmem_max). Sink thread CPU at most {} % \
+             of one core; kernel drops at the sink in all runs: {}.",
+            SINK_RCVBUF >> 20,
+            if lo == hi { String::new() } else { format!("{} to ", lo >> 20) },
+            hi >> 20,
+            all.len(),
+            f1(sink_cpu),
+            all.iter().map(|r| r.rep.kernel_drops).sum::<u64>()
         );
     }
     let _ = writeln!(md, "\n## Scaling\n\n```\n{}```", scaling);

@@ -77,6 +77,11 @@ pub struct Opt {
     /// and write it to `scaling.txt` beside the CSV.
     #[arg(long, value_name = "MATRIX_CSV")]
     pub fit: Option<PathBuf>,
+    /// Instead of running: re-read the raw span histograms of an existing results directory
+    /// (`DIR/raw/<row>/r<k>/`) and rewrite `DIR/stages.csv`, `DIR/stages.svg` and the stage
+    /// table of `DIR/summary.md`.
+    #[arg(long, value_name = "DIR")]
+    pub replot: Option<PathBuf>,
     /// Blocks at the start of each run whose rows get no end-to-end latency sample (start-up;
     /// delivery counts every row regardless).
     #[arg(long, default_value_t = 2)]

@@ -72,6 +72,10 @@ pub struct RunResult {
     pub sim_late_blocks: u64,
     pub sim_max_late_ms: f64,
     pub rcvbuf: usize,
+    /// The sink's buffer was set with `SO_RCVBUFFORCE`.
+    pub rcvbuf_forced: bool,
+    /// Sink receiver thread CPU, % of one core over the stream time.
+    pub sink_cpu_pct: f64,
 }
 
 impl RunResult {
@@ -367,6 +371,7 @@ pub fn run_scenario(
     // Rows flushed at the bridge's stop (e.g. a last partial batch) are still on their way.
     sink.wait_for_rows(rows_expected, Duration::from_millis(300));
     let rcvbuf = sink.effective_recv_buffer();
+    let rcvbuf_forced = sink.recv_buffer_forced();
     let rep = sink.stop();
     drop(zctx);
 
@@ -425,6 +430,9 @@ pub fn run_scenario(
         (Some(a), Some(b)) => window(&samples, a + warmup(sc.seconds), b),
         _ => None,
     };
+    // The sink thread's whole CPU time (it idles before and after the stream) over the
+    // stream time: % of one core while data flows.
+    let sink_cpu_pct = calc::ratio(100.0 * rep.thread_cpu_ns as f64 / 1e9, stream_s);
     let tck = ctx.tck;
     let (cpu, rx_cpu, tx_cpu, window_s) = match &win {
         Some((a, b)) => (
@@ -465,6 +473,8 @@ pub fn run_scenario(
         sim_late_blocks: sim_stats.late_blocks,
         sim_max_late_ms: sim_stats.max_lateness.as_secs_f64() * 1e3,
         rcvbuf,
+        rcvbuf_forced,
+        sink_cpu_pct,
     }
 }
 

@@ -57,7 +57,9 @@ fn result(s: Scenario) -> RunResult {
         sim_data_msgs: 55_296,
         sim_late_blocks: 0,
         sim_max_late_ms: 0.1,
-        rcvbuf: 8 << 20,
+        rcvbuf: 128 << 20,
+        rcvbuf_forced: true,
+        sink_cpu_pct: 12.5,
     }
 }
 
@@ -219,6 +221,9 @@ fn extra_and_baseline_columns() {
         table::split_csv(&e.line()).len(),
         e.header().split(',').count()
     );
+    assert_eq!(e.num("sink_rcvbuf"), Some(f64::from(128u32 << 20)));
+    assert_eq!(e.num("sink_cpu_pct"), Some(12.5));
+    assert!(e.header().contains("sink_rcvbuf_forced,"));
     let u = UdpBaseline {
         bytes: 1044,
         dgrams_per_s: 30_000.0,

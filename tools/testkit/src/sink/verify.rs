@@ -204,9 +204,7 @@ impl Verifier {
                     v.to_bits() == get(i).to_bits()
                 })
             } else {
-                (0..n).all(|i| {
-                    self.group_value(self.channels[i], em).to_bits() == get(i).to_bits()
-                })
+                (0..n).all(|i| self.group_value(self.channels[i], em).to_bits() == get(i).to_bits())
             };
             if expected_row {
                 return RowCheck {
