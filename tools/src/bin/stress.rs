@@ -445,6 +445,35 @@ fn main() -> ExitCode {
             f1(sink_cpu),
             all.iter().map(|r| r.rep.kernel_drops).sum::<u64>()
         );
+        let _ = writeln!(
+            md,
+            "\nPer row (medians): who drops or falls behind. `sim late` = blocks the simulator \
+             published behind its real-time schedule (the publisher could not keep up); \
+             `upstream` = ZMQ messages missing by `message_num` at the bridge; `kernel drops` = \
+             the sink's socket overflowed; instrument = this process (simulator, its libzmq \
+             threads, sink).\n\n| scenario | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for res in &results {
+            let Some(r0) = res.first() else { continue };
+            let med = |f: &dyn Fn(&RunResult) -> f64| {
+                oe_tools::stress::calc::median(&res.iter().map(f).collect::<Vec<_>>())
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                r0.sc.name(),
+                med(&|r| r.sim_late_blocks as f64),
+                med(&|r| r.sim_blocks as f64),
+                f1(med(&|r| r.sim_max_late_ms)),
+                med(&|r| r
+                    .counters
+                    .map_or(f64::NAN, |c| c.upstream_missing_msgs as f64)),
+                med(&|r| r.rep.kernel_drops as f64),
+                f1(med(&|r| r.sink_cpu_pct)),
+                f1(med(&|r| r.instrument_cpu_pct)),
+                f1(med(&|r| r.cpu_pct)),
+            );
+        }
     }
     let _ = writeln!(md, "\n## Scaling\n\n```\n{}```", scaling);
     for s in &skipped {

@@ -76,6 +76,8 @@ pub struct RunResult {
     pub rcvbuf_forced: bool,
     /// Sink receiver thread CPU, % of one core over the stream time.
     pub sink_cpu_pct: f64,
+    /// This process (simulator, its libzmq threads, sink, burner) over the bridge's CPU window.
+    pub instrument_cpu_pct: f64,
 }
 
 impl RunResult {
@@ -434,14 +436,15 @@ pub fn run_scenario(
     // stream time: % of one core while data flows.
     let sink_cpu_pct = calc::ratio(100.0 * rep.thread_cpu_ns as f64 / 1e9, stream_s);
     let tck = ctx.tck;
-    let (cpu, rx_cpu, tx_cpu, window_s) = match &win {
+    let (cpu, rx_cpu, tx_cpu, window_s, instrument_cpu_pct) = match &win {
         Some((a, b)) => (
             pct(a, b, |s| s.cpu_ns as f64 / 1e9),
             pct(a, b, |s| s.rx_ticks as f64 / tck),
             pct(a, b, |s| s.tx_ticks as f64 / tck),
             b.at.duration_since(a.at).as_secs_f64(),
+            pct(a, b, |s| s.own_cpu_ns as f64 / 1e9),
         ),
-        None => (f64::NAN, f64::NAN, f64::NAN, 0.0),
+        None => (f64::NAN, f64::NAN, f64::NAN, 0.0, f64::NAN),
     };
     RunResult {
         sc: sc.clone(),
@@ -475,6 +478,7 @@ pub fn run_scenario(
         rcvbuf,
         rcvbuf_forced,
         sink_cpu_pct,
+        instrument_cpu_pct,
     }
 }
 

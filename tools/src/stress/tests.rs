@@ -60,6 +60,7 @@ fn result(s: Scenario) -> RunResult {
         rcvbuf: 128 << 20,
         rcvbuf_forced: true,
         sink_cpu_pct: 12.5,
+        instrument_cpu_pct: 60.0,
     }
 }
 
