@@ -233,6 +233,7 @@ fn extra_and_baseline_columns() {
         delivered: 1.0,
         kernel_drops: 0,
         backend: "gso",
+        sink_cpu_pct: 5.0,
     };
     let d = Ok(Drain {
         msgs_per_s: 11_000.0,
