@@ -13,6 +13,13 @@
 //! SUB with the bridge's socket options receiving the same simulator stream into a buffer) and
 //! a **raw UDP sender** (the same datagrams as sample mode, same GSO syscalls, no ZMQ).
 //!
+//! The sink requests a 64 MiB receive buffer with `SO_RCVBUFFORCE` (falling back to
+//! `SO_RCVBUF`, capped by `net.core.rmem_max`); `bridge-extra.csv` records what was granted
+//! (`sink_rcvbuf`, `sink_rcvbuf_forced`), the sink thread's CPU (`sink_cpu_pct`) and this
+//! process's (`instrument_cpu_pct`: simulator, its libzmq threads, sink), and `summary.md`
+//! has a per-row table of who fell behind (simulator late blocks, upstream gaps, sink kernel
+//! drops). `stress --replot DIR` rewrites the stage breakdown of an existing results directory.
+//!
 //! Outputs (under `--out`, rewritten by each matrix run): `matrix.csv` (every run plus a median
 //! row per scenario), `matrix-median.csv`, `baseline.csv` (runs + medians), `bridge-extra.csv`,
 //! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, `stages.csv` and `stages.svg`

@@ -11,7 +11,10 @@ use std::path::PathBuf;
                   tools/results.sh builds and runs it into results/."
 )]
 pub struct Opt {
-    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1).
+    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1). Rows above 2048 ch
+    /// (e.g. `--channels 2048,3072,4096 --variants-at 0 --faithful-at 0 --pinned-at 0`) are
+    /// not in the default matrix: on 2 cores the simulator, the sink and the bridge share the
+    /// machine; summary.md's instrument table says whether the simulator kept up (`sim late`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![16u32, 64, 256, 512, 1024, 2048])]
     pub channels: Vec<u32>,
     /// Output modes: sample, batch.
