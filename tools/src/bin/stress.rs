@@ -456,9 +456,10 @@ fn main() -> ExitCode {
             md,
             "\nPer row (medians): who drops or falls behind. `sim late` = blocks the simulator \
              published behind its real-time schedule (the publisher could not keep up); \
-             `upstream` = ZMQ messages missing by `message_num` at the bridge; `kernel drops` = \
+             `sim rate` = samples published ÷ (streaming time × 30 kHz), below 1 when it \
+             fell behind; `upstream` = ZMQ messages missing by `message_num` at the bridge; `kernel drops` = \
              the sink's socket overflowed; instrument = this process (simulator, its libzmq \
-             threads, sink).\n\n| scenario | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+             threads, sink).\n\n| scenario | sim rate (x real time) | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for res in &results {
             let Some(r0) = res.first() else { continue };
@@ -467,8 +468,9 @@ fn main() -> ExitCode {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
                 r0.sc.name(),
+                f3(med(&|r| r.sim_rate())),
                 med(&|r| r.sim_late_blocks as f64),
                 med(&|r| r.sim_blocks as f64),
                 f1(med(&|r| r.sim_max_late_ms)),

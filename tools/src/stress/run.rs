@@ -84,6 +84,11 @@ impl RunResult {
     pub fn frac(&self, n: u64) -> f64 {
         calc::ratio(n as f64, self.rows_expected as f64)
     }
+    /// Samples the simulator published ÷ what real time asks for over the streaming time
+    /// (below 1 when the publisher fell behind; it stops at the end of `seconds`).
+    pub fn sim_rate(&self) -> f64 {
+        calc::ratio(self.samples_published as f64, self.sc.seconds * RATE)
+    }
 }
 
 pub fn bridge_config(sc: &Scenario, data_port: u16, osc_port: u16) -> String {

@@ -217,6 +217,8 @@ fn drain_receives_the_whole_stream() {
 #[test]
 fn extra_and_baseline_columns() {
     let r = result(sc(Mode::Sample, 1, false));
+    // 150 336 samples in 5 s at 30 kHz.
+    assert!((r.sim_rate() - 1.00224).abs() < 1e-9, "{}", r.sim_rate());
     let e = extra_row(&ctx(), &r);
     assert_eq!(
         table::split_csv(&e.line()).len(),
