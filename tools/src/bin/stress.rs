@@ -13,17 +13,25 @@
 //! SUB with the bridge's socket options receiving the same simulator stream into a buffer) and
 //! a **raw UDP sender** (the same datagrams as sample mode, same GSO syscalls, no ZMQ).
 //!
+//! The sink requests a 64 MiB receive buffer with `SO_RCVBUFFORCE` (falling back to
+//! `SO_RCVBUF`, capped by `net.core.rmem_max`); `bridge-extra.csv` records what was granted
+//! (`sink_rcvbuf`, `sink_rcvbuf_forced`), the sink thread's CPU (`sink_cpu_pct`) and this
+//! process's (`instrument_cpu_pct`: simulator, its libzmq threads, sink), and `summary.md`
+//! has a per-row table of who fell behind (simulator late blocks, upstream gaps, sink kernel
+//! drops). `stress --replot DIR` rewrites the stage breakdown of an existing results directory.
+//!
 //! Outputs (under `--out`, rewritten by each matrix run): `matrix.csv` (every run plus a median
 //! row per scenario), `matrix-median.csv`, `baseline.csv` (runs + medians), `bridge-extra.csv`,
-//! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, and the raw files of every run in
+//! `scaling.txt`, `summary.md`, `latency.svg`, `delivered.svg`, `stages.csv` and `stages.svg`
+//! (the stage-by-stage latency of the full-rate rows, also a table in `summary.md`), and the raw files of every run in
 //! `raw/<scenario>/r<k>/`. The soak writes under `<out>/soak/` only.
 
 use clap::Parser;
-use oe_tools::stress::plot;
 use oe_tools::stress::table::{self, Cell, Row};
 use oe_tools::stress::{
     baseline::*, cpu::*, files::*, opt::Opt, rows::*, run::*, scenarios::*, soak::run_soak,
 };
+use oe_tools::stress::{plot, stages};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +46,25 @@ fn main() -> ExitCode {
         return match write_scaling(csv, &out) {
             Ok(rep) => {
                 print!("{rep}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(dir) = &o.replot {
+        return match stages::write_stages(dir) {
+            Ok((md, warnings)) => {
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
+                let summary = dir.join("summary.md");
+                if let Ok(old) = fs::read_to_string(&summary) {
+                    let _ = fs::write(&summary, stages::replace_summary_section(&old, &md));
+                }
+                print!("{md}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -375,6 +402,15 @@ fn main() -> ExitCode {
             }
         );
     }
+    match stages::write_stages(&o.out) {
+        Ok((table, warnings)) => {
+            for w in &warnings {
+                eprintln!("stages: {w}");
+            }
+            let _ = write!(md, "\n{}\n\n{table}", stages::SUMMARY_HEADING);
+        }
+        Err(e) => eprintln!("stages.csv / stages.svg not written: {e}"),
+    }
     let _ = writeln!(
         md,
         "\n## Baselines (medians)\n\n| channels | drain thread % | drain libzmq I/O % | drain total % | raw UDP % | UDP dgrams/syscall |\n|---:|---:|---:|---:|---:|---:|"
@@ -391,6 +427,62 @@ fn main() -> ExitCode {
             f1(v("udp_cpu_pct")),
             f1(v("udp_datagrams_per_syscall"))
         );
+    }
+    let all: Vec<&RunResult> = results.iter().flatten().collect();
+    if let (Some(lo), Some(hi)) = (
+        all.iter().map(|r| r.rcvbuf).min(),
+        all.iter().map(|r| r.rcvbuf).max(),
+    ) {
+        let forced = all.iter().filter(|r| r.rcvbuf_forced).count();
+        let sink_cpu = all
+            .iter()
+            .map(|r| r.sink_cpu_pct)
+            .filter(|v| v.is_finite())
+            .fold(f64::NAN, f64::max);
+        let _ = writeln!(
+            md,
+            "\n## The instrument\n\nSink receive buffer: requested {} MiB, effective (as the kernel \
+             reports it, twice the granted size) {}{} MiB, set with SO_RCVBUFFORCE in {forced} of {} \
+             runs (otherwise SO_RCVBUF, capped by net.core.rmem_max). Sink thread CPU at most {} % \
+             of one core; kernel drops at the sink in all runs: {}.",
+            SINK_RCVBUF >> 20,
+            if lo == hi { String::new() } else { format!("{} to ", lo >> 20) },
+            hi >> 20,
+            all.len(),
+            f1(sink_cpu),
+            all.iter().map(|r| r.rep.kernel_drops).sum::<u64>()
+        );
+        let _ = writeln!(
+            md,
+            "\nPer row (medians): who drops or falls behind. `sim late` = blocks the simulator \
+             published behind its real-time schedule (the publisher could not keep up); \
+             `sim rate` = samples published ÷ (streaming time × 30 kHz), below 1 when it \
+             fell behind; `upstream` = ZMQ messages missing by `message_num` at the bridge; `kernel drops` = \
+             the sink's socket overflowed; instrument = this process (simulator, its libzmq \
+             threads, sink).\n\n| scenario | sim rate (x real time) | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for res in &results {
+            let Some(r0) = res.first() else { continue };
+            let med = |f: &dyn Fn(&RunResult) -> f64| {
+                oe_tools::stress::calc::median(&res.iter().map(f).collect::<Vec<_>>())
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                r0.sc.name(),
+                f3(med(&|r| r.sim_rate())),
+                med(&|r| r.sim_late_blocks as f64),
+                med(&|r| r.sim_blocks as f64),
+                f1(med(&|r| r.sim_max_late_ms)),
+                med(&|r| r
+                    .counters
+                    .map_or(f64::NAN, |c| c.upstream_missing_msgs as f64)),
+                med(&|r| r.rep.kernel_drops as f64),
+                f1(med(&|r| r.sink_cpu_pct)),
+                f1(med(&|r| r.instrument_cpu_pct)),
+                f1(med(&|r| r.cpu_pct)),
+            );
+        }
     }
     let _ = writeln!(md, "\n## Scaling\n\n```\n{}```", scaling);
     for s in &skipped {

@@ -169,6 +169,9 @@ pub struct UdpBaseline {
     pub delivered: f64,
     pub kernel_drops: u64,
     pub backend: &'static str,
+    /// The verifying sink's receiver thread, % of one core over the baseline's time: what the
+    /// instrument costs to receive and check this stream, without bridge or simulator.
+    pub sink_cpu_pct: f64,
 }
 
 /// Sends what sample mode sends for `channels` (30 000 equal datagrams/s, one burst per block)
@@ -195,6 +198,7 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
     let size = template.len();
     let head = size - 4 * channels as usize;
     let dest = sink.local_addr();
+    let t_start = Instant::now();
     let handle = std::thread::spawn(move || {
         let mut tx = UdpSender::connect(
             dest,
@@ -269,6 +273,10 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
         delivered: calc::ratio(rep.clean_rows as f64, total_rows as f64),
         kernel_drops: rep.kernel_drops,
         backend,
+        sink_cpu_pct: calc::ratio(
+            100.0 * rep.thread_cpu_ns as f64 / 1e9,
+            t_start.elapsed().as_secs_f64(),
+        ),
     }
 }
 
@@ -304,6 +312,7 @@ pub fn baseline_row(
         .push("udp_delivered", Cell::Num(u.delivered, 6))
         .push("udp_kernel_drops", Cell::Int(u.kernel_drops))
         .push("udp_backend", Cell::text(u.backend))
+        .push("udp_sink_cpu_pct", n2(u.sink_cpu_pct))
         .push("drain_plus_udp_cpu_pct", n2(drain_total + u.cpu_pct));
     row
 }

@@ -61,6 +61,9 @@ pub struct ProcSample {
     /// CPU ticks of the `zmq_rx` thread and of all `osc_tx_*` threads.
     pub rx_ticks: u64,
     pub tx_ticks: u64,
+    /// CPU (ns) of this process at the same instant: the instrument (simulator with its
+    /// libzmq threads, sink, and the `--contend` burner when on).
+    pub own_cpu_ns: u64,
     pub rss_kb: u64,
     pub fds: u64,
     pub threads: u64,
@@ -107,6 +110,7 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
         cpu_ns,
         rx_ticks,
         tx_ticks,
+        own_cpu_ns: process_cpu_ns(std::process::id()).unwrap_or(0),
         rss_kb: field("VmRSS:"),
         fds,
         threads: field("Threads:"),

@@ -6,6 +6,8 @@
 //! * [`table`]: named CSV rows (header and values from one list, so they cannot drift apart)
 //!   and the median row of repeated runs;
 //! * [`plot`]: the SVG plots;
+//! * [`stages`]: the stage-by-stage latency breakdown (`stages.csv`, `stages.svg`, the
+//!   summary table) from the raw span histograms;
 //! * [`scenarios`]: the scenario description and the run constants;
 //! * [`run`]: one bridge run (bridge child, simulator and sink in-process);
 //! * [`cpu`]: CPU clocks, `/proc` sampling and SIGTERM (the only `unsafe` of the tool);
@@ -26,6 +28,7 @@ pub mod rows;
 pub mod run;
 pub mod scenarios;
 pub mod soak;
+pub mod stages;
 pub mod stats;
 pub mod table;
 

@@ -11,7 +11,10 @@ use std::path::PathBuf;
                   tools/results.sh builds and runs it into results/."
 )]
 pub struct Opt {
-    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1).
+    /// Channel counts (0..N) of the full-rate rows (sample mode, F = 1). Rows above 2048 ch
+    /// (e.g. `--channels 2048,3072,4096 --variants-at 0 --faithful-at 0 --pinned-at 0`) are
+    /// not in the default matrix: on 2 cores the simulator, the sink and the bridge share the
+    /// machine; summary.md's instrument table says whether the simulator kept up (`sim late`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![16u32, 64, 256, 512, 1024, 2048])]
     pub channels: Vec<u32>,
     /// Output modes: sample, batch.
@@ -77,6 +80,11 @@ pub struct Opt {
     /// and write it to `scaling.txt` beside the CSV.
     #[arg(long, value_name = "MATRIX_CSV")]
     pub fit: Option<PathBuf>,
+    /// Instead of running: re-read the raw span histograms of an existing results directory
+    /// (`DIR/raw/<row>/r<k>/`) and rewrite `DIR/stages.csv`, `DIR/stages.svg` and the stage
+    /// table of `DIR/summary.md`.
+    #[arg(long, value_name = "DIR")]
+    pub replot: Option<PathBuf>,
     /// Blocks at the start of each run whose rows get no end-to-end latency sample (start-up;
     /// delivery counts every row regardless).
     #[arg(long, default_value_t = 2)]

@@ -131,3 +131,114 @@ pub fn plot_delivered(path: &Path, groups: &[(String, Vec<(f64, f64)>)]) -> Resu
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
 }
+
+/// Stage-by-stage latency: one band per scenario, one horizontal bar per span reaching its
+/// p99 (light) with its p50 drawn over it (dark), log time axis.
+pub fn plot_stages(path: &Path, stats: &[super::stages::StageStat]) -> Result<(), String> {
+    use super::stages::{short_name, STAGES};
+    use plotters::prelude::*;
+    let stats: Vec<_> = stats
+        .iter()
+        .filter(|t| t.p50_ms.is_finite() && t.p99_ms.is_finite() && t.p99_ms > 0.0)
+        .collect();
+    if stats.is_empty() {
+        return Err("no stage quantiles".into());
+    }
+    let mut scenarios: Vec<&str> = Vec::new();
+    for t in &stats {
+        if !scenarios.contains(&t.scenario.as_str()) {
+            scenarios.push(&t.scenario);
+        }
+    }
+    // Slots per band: one per span plus a gap.
+    let per = STAGES.len() as i32 + 1;
+    let n = scenarios.len() as i32;
+    let xmin = stats
+        .iter()
+        .map(|t| t.p50_ms.min(t.p99_ms))
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-3)
+        / 2.0;
+    // The bars end at 60 % of the (log) width: the legend sits in the rest.
+    let top = stats.iter().map(|t| t.p99_ms).fold(0.0, f64::max) * 1.2;
+    let xmax = xmin * (top / xmin).powf(1.0 / 0.6);
+    let height = (120 + n * per * 9).clamp(300, 4000) as u32;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let labels: Vec<String> = scenarios.iter().map(|s| short_name(s)).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Where the latency goes: p50 (dark) and p99 (light) per stage, medians over runs",
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(190)
+        .build_cartesian_2d((xmin..xmax).log_scale(), (0..n * per).into_segmented())
+        .map_err(|e| e.to_string())?;
+    // Band of scenario i (top to bottom) starts at slot (n - 1 - i) * per; its label sits on
+    // the middle slot.
+    let label_of = |v: &SegmentValue<i32>| {
+        let (SegmentValue::CenterOf(v) | SegmentValue::Exact(v)) = *v else {
+            return String::new();
+        };
+        if v.rem_euclid(per) != per / 2 {
+            return String::new();
+        }
+        let i = n - 1 - v / per;
+        labels.get(i as usize).cloned().unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms, log)")
+        .x_label_formatter(&|x| format!("{x:.2}"))
+        .y_labels((n * per) as usize)
+        .y_label_formatter(&label_of)
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [BLUE, GREEN, MAGENTA, RED, BLACK];
+    for (k, (span, _)) in STAGES.iter().enumerate() {
+        let c = colors[k % colors.len()];
+        let slot = |sc: &str| {
+            let i = scenarios.iter().position(|s| *s == sc).unwrap_or(0) as i32;
+            (n - 1 - i) * per + (per - 1 - k as i32)
+        };
+        let mine: Vec<_> = stats.iter().filter(|t| t.span == *span).collect();
+        chart
+            .draw_series(mine.iter().map(|t| {
+                let y = slot(&t.scenario);
+                Rectangle::new(
+                    [
+                        (xmin, SegmentValue::Exact(y)),
+                        (t.p99_ms, SegmentValue::Exact(y + 1)),
+                    ],
+                    c.mix(0.3).filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?
+            .label(format!("{span} (p99 light, p50 dark)"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], c.filled()));
+        chart
+            .draw_series(mine.iter().map(|t| {
+                let y = slot(&t.scenario);
+                Rectangle::new(
+                    [
+                        (xmin, SegmentValue::Exact(y)),
+                        (t.p50_ms.max(xmin), SegmentValue::Exact(y + 1)),
+                    ],
+                    c.filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}

@@ -141,6 +141,11 @@ pub fn extra_row(ctx: &Ctx, r: &RunResult) -> Row {
         .push("bad_values", Cell::Int(r.rep.bad_values))
         .push("discontinuities", Cell::Int(r.rep.discontinuities))
         .push("sink_rcvbuf", Cell::Int(r.rcvbuf as u64))
+        .push("sink_rcvbuf_forced", yes_no(r.rcvbuf_forced))
+        .push("sink_cpu_pct", n2(r.sink_cpu_pct))
+        .push("instrument_cpu_pct", n2(r.instrument_cpu_pct))
+        .push("sink_recv_calls", Cell::Int(r.rep.recv_calls))
+        .push("sink_full_batches", Cell::Int(r.rep.full_batches))
         .push("bridge_fds_max", Cell::Int(r.fds))
         .push("bridge_threads_max", Cell::Int(r.threads))
         .push("cpu_window_s", Cell::Num(r.window_s, 1));

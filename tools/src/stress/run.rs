@@ -72,11 +72,22 @@ pub struct RunResult {
     pub sim_late_blocks: u64,
     pub sim_max_late_ms: f64,
     pub rcvbuf: usize,
+    /// The sink's buffer was set with `SO_RCVBUFFORCE`.
+    pub rcvbuf_forced: bool,
+    /// Sink receiver thread CPU, % of one core over the stream time.
+    pub sink_cpu_pct: f64,
+    /// This process (simulator, its libzmq threads, sink, burner) over the bridge's CPU window.
+    pub instrument_cpu_pct: f64,
 }
 
 impl RunResult {
     pub fn frac(&self, n: u64) -> f64 {
         calc::ratio(n as f64, self.rows_expected as f64)
+    }
+    /// Samples the simulator published ÷ what real time asks for over the streaming time
+    /// (below 1 when the publisher fell behind; it stops at the end of `seconds`).
+    pub fn sim_rate(&self) -> f64 {
+        calc::ratio(self.samples_published as f64, self.sc.seconds * RATE)
     }
 }
 
@@ -367,6 +378,7 @@ pub fn run_scenario(
     // Rows flushed at the bridge's stop (e.g. a last partial batch) are still on their way.
     sink.wait_for_rows(rows_expected, Duration::from_millis(300));
     let rcvbuf = sink.effective_recv_buffer();
+    let rcvbuf_forced = sink.recv_buffer_forced();
     let rep = sink.stop();
     drop(zctx);
 
@@ -425,15 +437,19 @@ pub fn run_scenario(
         (Some(a), Some(b)) => window(&samples, a + warmup(sc.seconds), b),
         _ => None,
     };
+    // The sink thread's whole CPU time (it idles before and after the stream) over the
+    // stream time: % of one core while data flows.
+    let sink_cpu_pct = calc::ratio(100.0 * rep.thread_cpu_ns as f64 / 1e9, stream_s);
     let tck = ctx.tck;
-    let (cpu, rx_cpu, tx_cpu, window_s) = match &win {
+    let (cpu, rx_cpu, tx_cpu, window_s, instrument_cpu_pct) = match &win {
         Some((a, b)) => (
             pct(a, b, |s| s.cpu_ns as f64 / 1e9),
             pct(a, b, |s| s.rx_ticks as f64 / tck),
             pct(a, b, |s| s.tx_ticks as f64 / tck),
             b.at.duration_since(a.at).as_secs_f64(),
+            pct(a, b, |s| s.own_cpu_ns as f64 / 1e9),
         ),
-        None => (f64::NAN, f64::NAN, f64::NAN, 0.0),
+        None => (f64::NAN, f64::NAN, f64::NAN, 0.0, f64::NAN),
     };
     RunResult {
         sc: sc.clone(),
@@ -465,6 +481,9 @@ pub fn run_scenario(
         sim_late_blocks: sim_stats.late_blocks,
         sim_max_late_ms: sim_stats.max_lateness.as_secs_f64() * 1e3,
         rcvbuf,
+        rcvbuf_forced,
+        sink_cpu_pct,
+        instrument_cpu_pct,
     }
 }
 

@@ -8,8 +8,13 @@ use std::time::Duration;
 pub const UDP_MAX: usize = 65_507;
 /// Sample rate of every run.
 pub const RATE: f64 = 30_000.0;
-/// Requested sink `SO_RCVBUF` (the same as the bridge's `--verify`).
-pub const SINK_RCVBUF: usize = 8 << 20;
+/// Requested sink receive buffer: 64 MiB, set with `SO_RCVBUFFORCE` when permitted (root /
+/// CAP_NET_ADMIN), so it is not capped by `net.core.rmem_max` (4 MiB here); otherwise
+/// `SO_RCVBUF` up to `rmem_max`. At 2048 ch (10 260-byte datagrams, 30 000/s) 8 MiB held
+/// about 25 ms of stream, less than one time slice lost by the sink thread on a loaded
+/// 2-core machine; 64 MiB (128 MiB accounted) holds a few hundred ms. The effective size and
+/// whether it was forced are in `bridge-extra.csv` and `summary.md`.
+pub const SINK_RCVBUF: usize = 64 << 20;
 /// Part of the streaming time at the start excluded from the CPU figures (at most 30 % of a
 /// short run, see [`warmup`]).
 pub const CPU_WARMUP: Duration = Duration::from_millis(1500);

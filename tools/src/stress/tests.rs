@@ -57,7 +57,10 @@ fn result(s: Scenario) -> RunResult {
         sim_data_msgs: 55_296,
         sim_late_blocks: 0,
         sim_max_late_ms: 0.1,
-        rcvbuf: 8 << 20,
+        rcvbuf: 128 << 20,
+        rcvbuf_forced: true,
+        sink_cpu_pct: 12.5,
+        instrument_cpu_pct: 60.0,
     }
 }
 
@@ -214,11 +217,16 @@ fn drain_receives_the_whole_stream() {
 #[test]
 fn extra_and_baseline_columns() {
     let r = result(sc(Mode::Sample, 1, false));
+    // 150 336 samples in 5 s at 30 kHz.
+    assert!((r.sim_rate() - 1.00224).abs() < 1e-9, "{}", r.sim_rate());
     let e = extra_row(&ctx(), &r);
     assert_eq!(
         table::split_csv(&e.line()).len(),
         e.header().split(',').count()
     );
+    assert_eq!(e.num("sink_rcvbuf"), Some(f64::from(128u32 << 20)));
+    assert_eq!(e.num("sink_cpu_pct"), Some(12.5));
+    assert!(e.header().contains("sink_rcvbuf_forced,"));
     let u = UdpBaseline {
         bytes: 1044,
         dgrams_per_s: 30_000.0,
@@ -227,6 +235,7 @@ fn extra_and_baseline_columns() {
         delivered: 1.0,
         kernel_drops: 0,
         backend: "gso",
+        sink_cpu_pct: 5.0,
     };
     let d = Ok(Drain {
         msgs_per_s: 11_000.0,

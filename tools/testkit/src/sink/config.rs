@@ -37,8 +37,10 @@ pub enum Method {
 pub struct SinkConfig {
     /// Address to bind (`127.0.0.1:0` for tests).
     pub bind: SocketAddr,
-    /// Requested `SO_RCVBUF` in bytes (0 = leave the OS default); see
-    /// [`Sink::effective_recv_buffer`] for what the kernel granted.
+    /// Requested receive buffer in bytes (0 = leave the OS default). On Linux the sink first
+    /// tries `SO_RCVBUFFORCE` (not capped by `net.core.rmem_max`; needs `CAP_NET_ADMIN`) and
+    /// falls back to `SO_RCVBUF`; see [`Sink::effective_recv_buffer`] and
+    /// [`Sink::recv_buffer_forced`] for what the kernel granted.
     pub recv_buffer_bytes: usize,
     /// OSC base address, e.g. `/data`.
     pub base_address: String,
@@ -104,6 +106,12 @@ pub struct SinkReport {
     /// This socket's kernel drops (Linux: `SO_RXQ_OVFL` counter and, at stop, the
     /// `/proc/net/udp` `drops` column; 0 elsewhere).
     pub kernel_drops: u64,
+    /// Receive calls that returned datagrams (Linux: `recvmmsg`; 0 elsewhere).
+    pub recv_calls: u64,
+    /// Of those, calls that filled the whole batch (a backlog was waiting in the socket).
+    pub full_batches: u64,
+    /// CPU time of the receiver thread (ns, Linux; set when the thread stops, 0 before).
+    pub thread_cpu_ns: u64,
     /// Largest number of values per row seen in a well-formed message.
     pub channels_seen: usize,
     /// Arrival time of the first datagram.

@@ -11,8 +11,10 @@ pub(super) fn run(sock: UdpSocket, shared: &Shared, stop: &AtomicBool) {
     {
         let ino = linux::socket_inode(&sock);
         linux::recv_loop(&sock, shared, stop);
+        let cpu = linux::thread_cpu_ns();
+        let mut g = shared.lock();
+        g.report.thread_cpu_ns = cpu;
         if let Some(d) = ino.and_then(linux::proc_udp_drops) {
-            let mut g = shared.lock();
             g.report.kernel_drops = g.report.kernel_drops.max(d);
         }
     }
@@ -52,6 +54,41 @@ pub(super) mod linux {
     const BATCH: usize = 64;
     const BUF: usize = 64 * 1024;
     const CTRL_WORDS: usize = 8; // 64 bytes of control data per message
+
+    /// Sets the receive buffer with `SO_RCVBUFFORCE`, which may exceed `net.core.rmem_max`
+    /// (needs `CAP_NET_ADMIN`, e.g. root). False when refused: the caller falls back to
+    /// `SO_RCVBUF` (capped at `rmem_max`).
+    pub(crate) fn force_recv_buffer(sock: &socket2::Socket, bytes: usize) -> bool {
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `sock` is an open socket for the duration of the call; the option value
+        // points to a live c_int whose size is passed as the length.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    }
+
+    /// CPU time (ns) of the calling thread.
+    pub(crate) fn thread_cpu_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec owned by this frame; clock_gettime
+        // writes only into it.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        } else {
+            0
+        }
+    }
 
     /// Asks the kernel to attach the socket's drop counter to received messages.
     pub(crate) fn enable_rxq_ovfl(sock: &socket2::Socket) {
@@ -169,6 +206,10 @@ pub(super) mod linux {
                 }
             }
             let mut g = shared.lock();
+            g.report.recv_calls += 1;
+            if n == BATCH {
+                g.report.full_batches += 1;
+            }
             for (i, h) in hdrs[..n].iter().enumerate() {
                 let len = (h.msg_len as usize).min(BUF);
                 let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;

@@ -57,7 +57,11 @@ impl<'a> OscMessage<'a> {
 
 /// Splits an OSC-string (NUL-terminated, zero-padded to 4) off the front of `b`.
 pub(super) fn osc_string(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = b.iter().position(|&c| c == 0)?;
+    // The std's word-at-a-time NUL search (a 4096-channel type-tag string is 4 KiB).
+    let nul = std::ffi::CStr::from_bytes_until_nul(b)
+        .ok()?
+        .to_bytes()
+        .len();
     let end = (nul + 4) & !3;
     let pad = b.get(nul..end)?;
     if pad.iter().any(|&c| c != 0) {
@@ -102,7 +106,11 @@ pub fn parse_osc_message(data: &[u8]) -> Option<OscMessage<'_>> {
     let type_tags = &tags[1..];
     let mut off = 0usize;
     for &t in type_tags {
-        off += arg_size(t, &args[off..])?;
+        off += match t {
+            // The common fixed-size tags without slicing (checked against the length below).
+            b'i' | b'f' => 4,
+            _ => arg_size(t, args.get(off..)?)?,
+        };
     }
     (off == args.len()).then_some(OscMessage {
         address,

@@ -26,6 +26,7 @@ pub struct Sink {
     thread: Option<JoinHandle<()>>,
     local: SocketAddr,
     effective_rcvbuf: usize,
+    rcvbuf_forced: bool,
 }
 
 impl std::fmt::Debug for Sink {
@@ -33,6 +34,7 @@ impl std::fmt::Debug for Sink {
         f.debug_struct("Sink")
             .field("local", &self.local)
             .field("effective_rcvbuf", &self.effective_rcvbuf)
+            .field("rcvbuf_forced", &self.rcvbuf_forced)
             .finish()
     }
 }
@@ -73,9 +75,16 @@ impl Sink {
             Type::DGRAM,
             Some(Protocol::UDP),
         )?;
+        let mut rcvbuf_forced = false;
         if cfg.recv_buffer_bytes > 0 {
-            // A refused size is not fatal: the effective size is reported.
-            let _ = sock.set_recv_buffer_size(cfg.recv_buffer_bytes);
+            #[cfg(target_os = "linux")]
+            {
+                rcvbuf_forced = linux::force_recv_buffer(&sock, cfg.recv_buffer_bytes);
+            }
+            if !rcvbuf_forced {
+                // A refused or capped size is not fatal: the effective size is reported.
+                let _ = sock.set_recv_buffer_size(cfg.recv_buffer_bytes);
+            }
         }
         sock.bind(&cfg.bind.into())?;
         let effective_rcvbuf = sock.recv_buffer_size().unwrap_or(0);
@@ -99,6 +108,7 @@ impl Sink {
             thread: Some(thread),
             local,
             effective_rcvbuf,
+            rcvbuf_forced,
         })
     }
 
@@ -110,6 +120,12 @@ impl Sink {
     /// `SO_RCVBUF` as read back after setting it (Linux reports twice the granted request).
     pub fn effective_recv_buffer(&self) -> usize {
         self.effective_rcvbuf
+    }
+
+    /// True when the buffer was set with `SO_RCVBUFFORCE` (beyond `net.core.rmem_max`);
+    /// false when that was refused (no `CAP_NET_ADMIN`, not Linux) and `SO_RCVBUF` was used.
+    pub fn recv_buffer_forced(&self) -> bool {
+        self.rcvbuf_forced
     }
 
     /// Live snapshot of the counters.

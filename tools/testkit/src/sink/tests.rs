@@ -783,3 +783,50 @@ fn any_layout_counts_rows_gaps_reorders_and_arrivals() {
     assert!(a.min_bytes < a.max_bytes);
     assert!(a.histogram_text().contains("<100µs"));
 }
+
+/// F = 1 fast path (the modulo once per row) on sparse channel numbers across the wrap: every
+/// row clean, and one wrong value still found (torn). The receiver's own statistics are set.
+#[test]
+fn sample_mode_f1_sparse_channels_across_the_wrap() {
+    let c = cfg(vec![3, 7, 100, 1000], Layout::Sample, 1, Method::Average);
+    let w = i64::from(c.wrap);
+    let mut msgs = sample_msgs(&c, w - 300..w + 300);
+    let mut row = t_row(c.wrap, &c.channels, 1, Method::Average, w + 10);
+    row[3] = tv(c.wrap, 1000, w + 11);
+    msgs[310] = enc_sample("/data", &row);
+    let r = run(c, &msgs);
+    assert_eq!(r.rows, 600);
+    assert_eq!(r.clean_rows, 599, "{r:?}");
+    assert_eq!(r.torn_rows, 1, "{r:?}");
+    assert_eq!(r.lost_rows + r.bad_values + r.discontinuities, 0, "{r:?}");
+    #[cfg(target_os = "linux")]
+    {
+        assert!(r.recv_calls > 0 && r.recv_calls <= 600, "{r:?}");
+        assert!(r.full_batches <= r.recv_calls);
+        assert!(r.thread_cpu_ns > 0, "{r:?}");
+    }
+}
+
+/// A request above `net.core.rmem_max`: granted in full with `SO_RCVBUFFORCE` (root /
+/// CAP_NET_ADMIN; Linux reports twice the request), else capped by the `SO_RCVBUF` fallback.
+#[cfg(target_os = "linux")]
+#[test]
+fn recv_buffer_force_or_capped_fallback() {
+    let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(212_992);
+    let mut c = cfg(vec![0], Layout::Sample, 1, Method::Average);
+    c.recv_buffer_bytes = max + (1 << 20);
+    let sink = Sink::start(c.clone()).unwrap();
+    let eff = sink.effective_recv_buffer();
+    if sink.recv_buffer_forced() {
+        assert_eq!(eff, 2 * c.recv_buffer_bytes, "{sink:?}");
+    } else {
+        assert!(eff <= 2 * max, "{sink:?}");
+    }
+    // Both paths still deliver.
+    let msgs = sample_msgs(&c, 0..10);
+    send_paced(&sink, &msgs);
+    assert_eq!(sink.stop().clean_rows, 10);
+}
