@@ -413,19 +413,22 @@ fn main() -> ExitCode {
     }
     let _ = writeln!(
         md,
-        "\n## Baselines (medians)\n\n| channels | drain thread % | drain libzmq I/O % | drain total % | raw UDP % | UDP dgrams/syscall |\n|---:|---:|---:|---:|---:|---:|"
+        "\n## Baselines (medians)\n\n| channels | drain thread % | drain libzmq I/O % | drain total % | raw UDP % | UDP dgrams/syscall | raw UDP block p50 / p99 / max ms |\n|---:|---:|---:|---:|---:|---:|---|"
     );
     for m in &base_medians {
         let v = |c: &str| m.num(c).unwrap_or(f64::NAN);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} / {:.3} / {:.3} |",
             v("channels"),
             f1(v("drain_thread_cpu_pct")),
             f1(v("drain_zmq_io_cpu_pct")),
             f1(v("drain_cpu_pct")),
             f1(v("udp_cpu_pct")),
-            f1(v("udp_datagrams_per_syscall"))
+            f1(v("udp_datagrams_per_syscall")),
+            v("udp_block_p50_ms"),
+            v("udp_block_p99_ms"),
+            v("udp_block_max_ms")
         );
     }
     let all: Vec<&RunResult> = results.iter().flatten().collect();

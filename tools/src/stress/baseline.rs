@@ -169,6 +169,9 @@ pub struct UdpBaseline {
     pub delivered: f64,
     pub kernel_drops: u64,
     pub backend: &'static str,
+    /// p50, p99 and max of one block's work in the sender thread (writing the values of its
+    /// 696 datagrams and sending them), ms: the floor of the bridge's `shard_frame_cost`.
+    pub block_ms: [f64; 3],
     /// The verifying sink's receiver thread, % of one core over the baseline's time: what the
     /// instrument costs to receive and check this stream, without bridge or simulator.
     pub sink_cpu_pct: f64,
@@ -216,6 +219,7 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
             .map(|i| ((i * size) as u32, size as u32))
             .collect();
         let blocks = (seconds * RATE / block as f64).round() as u64;
+        let mut block_ns: Vec<u64> = Vec::with_capacity(blocks as usize);
         let warm = (warmup(seconds).as_secs_f64() * RATE / block as f64).ceil() as u64;
         let t0 = Instant::now();
         let mut cpu0 = thread_cpu_ns();
@@ -232,6 +236,7 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
                 wall0 = Instant::now();
                 stats0 = tx.stats();
             }
+            let block_start = Instant::now();
             let j0 = k as i64 * block as i64;
             for r in 0..block {
                 let j = (j0 + r as i64).rem_euclid(i64::from(wrap)) as u64;
@@ -242,6 +247,9 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
                 }
             }
             tx.send_batch(&arena, &dgrams);
+            if k >= warm {
+                block_ns.push(block_start.elapsed().as_nanos() as u64);
+            }
         }
         // Close the last period before reading the clocks (the rate covers whole periods).
         let end = t0 + Duration::from_secs_f64(blocks as f64 * block as f64 / RATE);
@@ -260,9 +268,20 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
             calc::ratio(sent as f64, sys as f64),
             blocks * block as u64,
             tx.backend(),
+            block_ns,
         )
     });
-    let (cpu, rate, per_sys, total_rows, backend) = handle.join().expect("baseline thread");
+    let (cpu, rate, per_sys, total_rows, backend, mut block_ns) =
+        handle.join().expect("baseline thread");
+    block_ns.sort_unstable();
+    let q = |p: f64| {
+        if block_ns.is_empty() {
+            f64::NAN
+        } else {
+            let i = ((p * block_ns.len() as f64).ceil() as usize).clamp(1, block_ns.len()) - 1;
+            block_ns[i] as f64 / 1e6
+        }
+    };
     sink.wait_for_rows(total_rows, Duration::from_millis(500));
     let rep = sink.stop();
     UdpBaseline {
@@ -273,6 +292,7 @@ pub fn run_udp_baseline(channels: u32, block: usize, seconds: f64) -> UdpBaselin
         delivered: calc::ratio(rep.clean_rows as f64, total_rows as f64),
         kernel_drops: rep.kernel_drops,
         backend,
+        block_ms: [q(0.5), q(0.99), q(1.0)],
         sink_cpu_pct: calc::ratio(
             100.0 * rep.thread_cpu_ns as f64 / 1e9,
             t_start.elapsed().as_secs_f64(),
@@ -313,6 +333,9 @@ pub fn baseline_row(
         .push("udp_kernel_drops", Cell::Int(u.kernel_drops))
         .push("udp_backend", Cell::text(u.backend))
         .push("udp_sink_cpu_pct", n2(u.sink_cpu_pct))
+        .push("udp_block_p50_ms", n3(u.block_ms[0]))
+        .push("udp_block_p99_ms", n3(u.block_ms[1]))
+        .push("udp_block_max_ms", n3(u.block_ms[2]))
         .push("drain_plus_udp_cpu_pct", n2(drain_total + u.cpu_pct));
     row
 }

@@ -235,6 +235,7 @@ fn extra_and_baseline_columns() {
         delivered: 1.0,
         kernel_drops: 0,
         backend: "gso",
+        block_ms: [0.7, 1.4, 2.0],
         sink_cpu_pct: 5.0,
     };
     let d = Ok(Drain {
@@ -247,6 +248,7 @@ fn extra_and_baseline_columns() {
     let b = baseline_row(&ctx(), 256, "1", 4.0, &d, &u);
     assert_eq!(b.num("drain_cpu_pct"), Some(4.0));
     assert_eq!(b.num("drain_plus_udp_cpu_pct"), Some(7.0));
+    assert_eq!(b.num("udp_block_p99_ms"), Some(1.4));
     let b2 = baseline_row(&ctx(), 256, "2", 4.0, &Err("x, y".into()), &u);
     assert_eq!(b2.header(), b.header());
     assert_eq!(b2.num("drain_cpu_pct"), None);
