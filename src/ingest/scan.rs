@@ -30,7 +30,75 @@
 
 use super::protocol::DataHeader;
 use std::borrow::Cow;
-use std::ops::Range;
+
+/// `0x01` in every byte of a word; `ONES * c` is `c` in every byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes at `i` as a little-endian word (the byte at `i` lowest), if there are eight.
+#[inline(always)]
+fn word(b: &[u8], i: usize) -> Option<u64> {
+    let w: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+/// The bytes of `w` that are not ASCII digits, as a word nonzero exactly in those bytes' high
+/// nibbles, exact up to and including the first such byte (a byte ≥ `0xFA` carries into the
+/// next one, which only ever follows a non-digit). `trailing_zeros() / 8` is then the number of
+/// leading digits (8 when all are).
+#[inline(always)]
+fn non_digits(w: u64) -> u64 {
+    let hi = w & (ONES * 0xF0);
+    let hi6 = w.wrapping_add(ONES * 0x06) & (ONES * 0xF0);
+    (hi ^ (ONES * 0x30)) | (hi6 ^ (ONES * 0x30))
+}
+
+/// The value of eight decimal digits, given as digit values 0–9 (not ASCII), the most
+/// significant in the lowest byte: three multiplications instead of eight (the well-known SWAR
+/// conversion, as in simdjson's `parse_eight_digits_unrolled`).
+#[inline(always)]
+fn eight_digits(x: u64) -> u64 {
+    let x = x.wrapping_mul(10).wrapping_add(x >> 8);
+    let lo = (x & 0x0000_00FF_0000_00FF).wrapping_mul(0x000F_4240_0000_0064);
+    let hi = ((x >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(0x0000_2710_0000_0001);
+    lo.wrapping_add(hi) >> 32
+}
+
+/// The value of the `n` (1–7) leading digits of `w` (ASCII, known to be digits).
+#[inline(always)]
+fn leading_digits(w: u64, n: usize) -> u64 {
+    // Digit values; a byte past the digits may borrow from the ones above it, which the shift
+    // drops. Shifted up, the digits sit where an 8-digit number with leading zeros would.
+    eight_digits(w.wrapping_sub(ONES * b'0' as u64) << (64 - 8 * n))
+}
+
+/// The first byte of `w` that ends a plain string: `"`, `\`, a control character or a non-ASCII
+/// byte, flagged by its high bit in a word exact up to and including that byte (the usual
+/// has-zero-byte trick, whose borrows only reach bytes after a flagged one).
+#[inline(always)]
+fn string_stops(w: u64) -> u64 {
+    let q = w ^ (ONES * b'"' as u64);
+    let bs = w ^ (ONES * b'\\' as u64);
+    let quote = q.wrapping_sub(ONES) & !q;
+    let backslash = bs.wrapping_sub(ONES) & !bs;
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control | w) & HIGHS
+}
+
+/// Bytes already known to be ASCII as text, without validating them a second time.
+#[inline(always)]
+#[allow(unsafe_code)] // the crate's one use outside the I/O and frame modules
+fn ascii_str(s: &[u8]) -> Option<&str> {
+    debug_assert!(s.is_ascii());
+    // SAFETY: the only caller, `Cur::string`, passes bytes it has just read word by word and
+    // found free of any byte with the high bit set (`string_stops` flags them): ASCII, which is
+    // valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(s) })
+}
+
+/// 10ⁿ for the digit counts of one word.
+const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// A cursor over the header bytes.
 struct Cur<'a> {
@@ -38,34 +106,46 @@ struct Cur<'a> {
     i: usize,
 }
 
-impl Cur<'_> {
-    /// Consumes `lit` exactly.
-    #[inline]
-    fn lit(&mut self, lit: &[u8]) -> Option<()> {
-        let have = self.b.get(self.i..self.i + lit.len())?;
-        // Eight bytes at a time (the literals are short: a library memcmp call costs more).
-        let mut a = have.chunks_exact(8);
-        let mut b = lit.chunks_exact(8);
-        for (x, y) in (&mut a).zip(&mut b) {
-            let x = u64::from_ne_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
-            let y = u64::from_ne_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
-            if x != y {
-                return None;
-            }
-        }
-        if a.remainder().iter().zip(b.remainder()).any(|(x, y)| x != y) {
+impl<'a> Cur<'a> {
+    /// Consumes `lit` exactly. A fixed-size array compare: the compiler expands it into a few
+    /// wide loads and compares (no `memcmp` call), one branch per literal.
+    #[inline(always)]
+    fn lit<const L: usize>(&mut self, lit: &[u8; L]) -> Option<()> {
+        let have: &[u8; L] = self.b.get(self.i..self.i + L)?.try_into().ok()?;
+        if have != lit {
             return None;
         }
-        self.i += lit.len();
+        self.i += L;
         Some(())
     }
 
-    /// A JSON string without escapes or control characters: its byte range in the frame
-    /// (checked to be UTF-8).
-    #[inline]
-    fn string(&mut self) -> Option<Range<usize>> {
-        self.lit(b"\"")?;
+    /// A JSON string without escapes or control characters, its opening quote already
+    /// consumed: its text, borrowed from the frame. Eight bytes at a time while they are plain
+    /// ASCII; anything else goes byte by byte.
+    #[inline(always)]
+    fn string(&mut self) -> Option<&'a str> {
         let start = self.i;
+        let mut i = start;
+        while let Some(w) = word(self.b, i) {
+            let stops = string_stops(w);
+            if stops != 0 {
+                let k = (stops.trailing_zeros() / 8) as usize;
+                if (w >> (8 * k)) as u8 != b'"' {
+                    break; // an escape, a control character or UTF-8
+                }
+                let s = self.b.get(start..i + k)?;
+                self.i = i + k + 1;
+                return ascii_str(s);
+            }
+            i += 8;
+        }
+        self.string_bytewise(start)
+    }
+
+    /// [`Self::string`] byte by byte, for the rare string that is not plain ASCII (or ends
+    /// within eight bytes of the frame's end).
+    #[inline(never)]
+    fn string_bytewise(&mut self, start: usize) -> Option<&'a str> {
         let rest = self.b.get(start..)?;
         let end = rest
             .iter()
@@ -73,18 +153,46 @@ impl Cur<'_> {
         if rest[end] != b'"' {
             return None;
         }
-        self.i = start + end;
-        let s = &self.b[start..self.i];
-        if !s.is_ascii() {
-            std::str::from_utf8(s).ok()?;
-        }
-        self.i += 1;
-        Some(start..self.i - 1)
+        let s = std::str::from_utf8(&rest[..end]).ok()?;
+        self.i = start + end + 1;
+        Some(s)
     }
 
-    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`, no fraction or exponent).
-    #[inline]
+    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`). Up to 15 digits without a sign
+    /// in one or two words; anything else by [`Self::int_bytewise`]. A fraction or exponent
+    /// after the digits is left in place, where the literal every caller expects next (`,` or
+    /// CR) rejects it.
+    #[inline(always)]
     fn int(&mut self) -> Option<i64> {
+        let i = self.i;
+        if let Some(w) = word(self.b, i) {
+            let n = (non_digits(w).trailing_zeros() / 8) as usize;
+            // No digits (a sign, or not a number) and leading zeros go the long way.
+            let leading_zero = w as u8 == b'0' && n > 1;
+            if n == 0 || leading_zero {
+                return self.int_bytewise();
+            }
+            if n < 8 {
+                self.i = i + n;
+                return Some(leading_digits(w, n) as i64);
+            }
+            if let Some(w2) = word(self.b, i + 8) {
+                let n2 = (non_digits(w2).trailing_zeros() / 8) as usize;
+                if n2 < 8 {
+                    let hi = eight_digits(w.wrapping_sub(ONES * b'0' as u64));
+                    let lo = if n2 == 0 { 0 } else { leading_digits(w2, n2) };
+                    self.i = i + 8 + n2;
+                    // At most 15 digits: far from overflowing.
+                    return Some((hi * POW10[n2 & 7] + lo) as i64);
+                }
+            }
+        }
+        self.int_bytewise()
+    }
+
+    /// [`Self::int`] byte by byte: signs, 16 digits and more, the frame's last bytes.
+    #[inline(never)]
+    fn int_bytewise(&mut self) -> Option<i64> {
         let neg = self.b.get(self.i) == Some(&b'-');
         if neg {
             self.i += 1;
@@ -104,14 +212,6 @@ impl Cur<'_> {
         if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        if n <= 18 {
-            // At most 18 digits cannot overflow an i64.
-            let mut v: i64 = 0;
-            for &c in &digits[..n] {
-                v = v * 10 + i64::from(c - b'0');
-            }
-            return Some(if neg { -v } else { v });
-        }
         // Accumulate negatively so that i64::MIN fits.
         let mut v: i64 = 0;
         for &c in &digits[..n] {
@@ -124,10 +224,32 @@ impl Cur<'_> {
         }
     }
 
-    /// A JSON number read as `f64` (grammar checked here, value by the standard parser, which
-    /// rounds correctly like serde_json). `30000.0`-style integral values take a shortcut.
-    #[inline]
+    /// A JSON number read as `f64`, followed by CR (the `sample_rate` line's end, left in
+    /// place). The plugin's usual form, 1–7 digits and `.0` (`30000.0`), is read from two words;
+    /// anything else by [`Self::number_general`].
+    #[inline(always)]
     fn number(&mut self) -> Option<f64> {
+        let i = self.i;
+        if let Some(w) = word(self.b, i) {
+            let n = (non_digits(w).trailing_zeros() / 8) as usize;
+            let leading_zero = w as u8 == b'0' && n > 1;
+            if (1..8).contains(&n) && !leading_zero {
+                // `.0` and the CR, as a little-endian 3-byte pattern.
+                let point_zero_cr = u64::from_le_bytes(*b".0\r\0\0\0\0\0");
+                if word(self.b, i + n).is_some_and(|t| t & 0xFF_FFFF == point_zero_cr) {
+                    self.i = i + n + 2;
+                    // At most 7 digits: exact in an f64, as serde_json reads it.
+                    return Some(leading_digits(w, n) as f64);
+                }
+            }
+        }
+        self.number_general()
+    }
+
+    /// Any JSON number as `f64` (grammar checked here, value by the standard parser, which
+    /// rounds correctly like serde_json). `30000.0`-style integral values take a shortcut.
+    #[inline(never)]
+    fn number_general(&mut self) -> Option<f64> {
         let start = self.i;
         let b = self.b;
         let mut i = self.i;
@@ -184,49 +306,9 @@ impl Cur<'_> {
     }
 }
 
-/// Where the fields of a scanned DATA header are: byte ranges of the strings and the numbers
-/// themselves. Holds no borrow, so a caller can scan a buffer and still mutate it when the scan
-/// fails (see `protocol::parse_header_mut`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spans {
-    message_num: i64,
-    stream: Range<usize>,
-    channel_num: i64,
-    channel_name: Option<Range<usize>>,
-    num_samples: i64,
-    sample_num: i64,
-    sample_rate: f64,
-    data_size: i64,
-    timestamp: Option<i64>,
-}
-
-impl Spans {
-    /// The header, borrowing its strings from the same bytes that were scanned (given other
-    /// bytes, a string that is not there or not UTF-8 reads as empty).
-    pub fn header<'a>(&self, frame: &'a [u8]) -> DataHeader<'a> {
-        let text = |r: &Range<usize>| {
-            frame
-                .get(r.clone())
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or("")
-        };
-        DataHeader {
-            message_num: Some(self.message_num),
-            stream: Cow::Borrowed(text(&self.stream)),
-            channel_num: self.channel_num,
-            channel_name: self.channel_name.as_ref().map(|r| Cow::Borrowed(text(r))),
-            num_samples: self.num_samples,
-            sample_num: self.sample_num,
-            sample_rate: self.sample_rate,
-            data_size: Some(self.data_size),
-            timestamp: self.timestamp,
-        }
-    }
-}
-
 /// Scans a DATA header in the plugin's exact layout (trailing NULs ignored, as by the general
 /// parse). `None`: not this layout; use the general parse.
-pub fn scan_spans(frame: &[u8]) -> Option<Spans> {
+pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
     let mut end = frame.len();
     while end > 0 && frame[end - 1] == 0 {
         end -= 1;
@@ -237,19 +319,17 @@ pub fn scan_spans(frame: &[u8]) -> Option<Spans> {
     };
     c.lit(b"{\r\n  \"message_num\": ")?;
     let message_num = c.int()?;
-    c.lit(b",\r\n  \"type\": \"data\",\r\n  \"content\": {\r\n    \"stream\": ")?;
+    c.lit(b",\r\n  \"type\": \"data\",\r\n  \"content\": {")?;
+    c.lit(b"\r\n    \"stream\": \"")?;
     let stream = c.string()?;
     c.lit(b",\r\n    \"channel_num\": ")?;
     let channel_num = c.int()?;
-    c.lit(b",\r\n    \"")?;
-    let channel_name = if c.lit(b"channel_name\": ").is_some() {
-        let n = c.string()?;
-        c.lit(b",\r\n    \"")?;
-        Some(n)
+    let channel_name = if c.lit(b",\r\n    \"channel_name\": \"").is_some() {
+        Some(Cow::Borrowed(c.string()?))
     } else {
         None
     };
-    c.lit(b"num_samples\": ")?;
+    c.lit(b",\r\n    \"num_samples\": ")?;
     let num_samples = c.int()?;
     c.lit(b",\r\n    \"sample_num\": ")?;
     let sample_num = c.int()?;
@@ -266,22 +346,17 @@ pub fn scan_spans(frame: &[u8]) -> Option<Spans> {
     if c.i != c.b.len() {
         return None;
     }
-    Some(Spans {
-        message_num,
-        stream,
+    Some(DataHeader {
+        message_num: Some(message_num),
+        stream: Cow::Borrowed(stream),
         channel_num,
         channel_name,
         num_samples,
         sample_num,
         sample_rate,
-        data_size,
+        data_size: Some(data_size),
         timestamp,
     })
-}
-
-/// [`scan_spans`] and the header in one step.
-pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
-    scan_spans(frame).map(|s| s.header(frame))
 }
 
 #[cfg(test)]
