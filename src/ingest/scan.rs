@@ -36,11 +36,10 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 /// The high bit of every byte.
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Eight bytes at `i` as a little-endian word (the byte at `i` lowest), if there are eight.
+/// The first eight bytes as a little-endian word (the first byte lowest), if there are eight.
 #[inline(always)]
-fn word(b: &[u8], i: usize) -> Option<u64> {
-    let w: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(w))
+fn word(b: &[u8]) -> Option<u64> {
+    b.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
 }
 
 /// The bytes of `w` that are not ASCII digits, as a word nonzero exactly in those bytes' high
@@ -54,6 +53,12 @@ fn non_digits(w: u64) -> u64 {
     (hi ^ (ONES * 0x30)) | (hi6 ^ (ONES * 0x30))
 }
 
+/// The number of leading ASCII digits of `w` (0–8).
+#[inline(always)]
+fn digit_count(w: u64) -> usize {
+    (non_digits(w).trailing_zeros() / 8) as usize
+}
+
 /// The value of eight decimal digits, given as digit values 0–9 (not ASCII), the most
 /// significant in the lowest byte: three multiplications instead of eight (the well-known SWAR
 /// conversion, as in simdjson's `parse_eight_digits_unrolled`).
@@ -65,12 +70,13 @@ fn eight_digits(x: u64) -> u64 {
     lo.wrapping_add(hi) >> 32
 }
 
-/// The value of the `n` (1–7) leading digits of `w` (ASCII, known to be digits).
+/// The value of the `n` (1–8) leading digits of `w` (ASCII, known to be digits).
 #[inline(always)]
 fn leading_digits(w: u64, n: usize) -> u64 {
     // Digit values; a byte past the digits may borrow from the ones above it, which the shift
     // drops. Shifted up, the digits sit where an 8-digit number with leading zeros would.
-    eight_digits(w.wrapping_sub(ONES * b'0' as u64) << (64 - 8 * n))
+    let x = w.wrapping_sub(ONES * b'0' as u64);
+    eight_digits(x << ((64 - 8 * n) & 63))
 }
 
 /// The first byte of `w` that ends a plain string: `"`, `\`, a control character or a non-ASCII
@@ -88,222 +94,221 @@ fn string_stops(w: u64) -> u64 {
 
 /// Bytes already known to be ASCII as text, without validating them a second time.
 #[inline(always)]
-#[allow(unsafe_code)] // the crate's one use outside the I/O and frame modules
-fn ascii_str(s: &[u8]) -> Option<&str> {
+#[allow(unsafe_code)] // the crate's one use outside the I/O, frame and scheduling modules
+fn ascii_str(s: &[u8]) -> &str {
     debug_assert!(s.is_ascii());
     // SAFETY: the only caller, `Cur::string`, passes bytes it has just read word by word and
-    // found free of any byte with the high bit set (`string_stops` flags them): ASCII, which is
-    // valid UTF-8.
-    Some(unsafe { std::str::from_utf8_unchecked(s) })
+    // found free of any byte with the high bit set (`string_stops` flags them): ASCII, which
+    // is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(s) }
 }
 
-/// 10ⁿ for the digit counts of one word.
-const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
-
-/// A cursor over the header bytes.
+/// The bytes of the header not read yet. Copied in and out of the out-of-line slow paths (never
+/// borrowed by them), so that it lives in registers on the fast path.
+#[derive(Clone, Copy)]
 struct Cur<'a> {
-    b: &'a [u8],
-    i: usize,
+    rest: &'a [u8],
 }
 
 impl<'a> Cur<'a> {
-    /// Consumes `lit` exactly. A fixed-size array compare: the compiler expands it into a few
-    /// wide loads and compares (no `memcmp` call), one branch per literal.
+    /// Consumes `lit` exactly: fixed-size compares, which the compiler expands into a few wide
+    /// loads (no `memcmp` call) when at most 32 bytes long, so longer literals go in pieces.
     #[inline(always)]
     fn lit<const L: usize>(&mut self, lit: &[u8; L]) -> Option<()> {
-        let have: &[u8; L] = self.b.get(self.i..self.i + L)?.try_into().ok()?;
-        if have != lit {
+        let have = self.rest.first_chunk::<L>()?;
+        let mut same = true;
+        let mut k = 0;
+        while k < L {
+            let n = if L - k > 32 { 32 } else { L - k };
+            same &= have[k..k + n] == lit[k..k + n];
+            k += n;
+        }
+        if !same {
             return None;
         }
-        self.i += L;
+        self.rest = &self.rest[L..];
         Some(())
     }
 
     /// A JSON string without escapes or control characters, its opening quote already
     /// consumed: its text, borrowed from the frame. Eight bytes at a time while they are plain
-    /// ASCII; anything else goes byte by byte.
+    /// ASCII; anything else goes byte by byte ([`string_bytewise`]).
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
-        let start = self.i;
-        let mut i = start;
-        while let Some(w) = word(self.b, i) {
+        let s = self.rest;
+        let mut i = 0;
+        while let Some(w) = s.get(i..).and_then(word) {
             let stops = string_stops(w);
             if stops != 0 {
-                let k = (stops.trailing_zeros() / 8) as usize;
-                if (w >> (8 * k)) as u8 != b'"' {
+                let k = i + (stops.trailing_zeros() / 8) as usize;
+                if s.get(k) != Some(&b'"') {
                     break; // an escape, a control character or UTF-8
                 }
-                let s = self.b.get(start..i + k)?;
-                self.i = i + k + 1;
-                return ascii_str(s);
+                self.rest = &s[k + 1..];
+                return Some(ascii_str(&s[..k]));
             }
             i += 8;
         }
-        self.string_bytewise(start)
+        let (text, rest) = string_bytewise(s)?;
+        self.rest = rest;
+        Some(text)
     }
 
-    /// [`Self::string`] byte by byte, for the rare string that is not plain ASCII (or ends
-    /// within eight bytes of the frame's end).
-    #[inline(never)]
-    fn string_bytewise(&mut self, start: usize) -> Option<&'a str> {
-        let rest = self.b.get(start..)?;
-        let end = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if rest[end] != b'"' {
-            return None;
-        }
-        let s = std::str::from_utf8(&rest[..end]).ok()?;
-        self.i = start + end + 1;
-        Some(s)
-    }
-
-    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`). Up to 15 digits without a sign
-    /// in one or two words; anything else by [`Self::int_bytewise`]. A fraction or exponent
-    /// after the digits is left in place, where the literal every caller expects next (`,` or
-    /// CR) rejects it.
+    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`). Up to 7 digits from one word
+    /// here, up to 15 from two in [`int_long`], signs and anything else in [`int_bytewise`].
+    /// A fraction or exponent after the digits is left in place, where the literal that every
+    /// caller expects next (`,` or CR) rejects it.
     #[inline(always)]
     fn int(&mut self) -> Option<i64> {
-        let i = self.i;
-        if let Some(w) = word(self.b, i) {
-            let n = (non_digits(w).trailing_zeros() / 8) as usize;
-            // No digits (a sign, or not a number) and leading zeros go the long way.
-            let leading_zero = w as u8 == b'0' && n > 1;
-            if n == 0 || leading_zero {
-                return self.int_bytewise();
-            }
-            if n < 8 {
-                self.i = i + n;
+        if let Some(w) = word(self.rest) {
+            let n = digit_count(w);
+            // 1–7 digits, no leading zero.
+            if n.wrapping_sub(1) < 7 && (n == 1 || w as u8 != b'0') {
+                self.rest = &self.rest[n..];
                 return Some(leading_digits(w, n) as i64);
             }
-            if let Some(w2) = word(self.b, i + 8) {
-                let n2 = (non_digits(w2).trailing_zeros() / 8) as usize;
-                if n2 < 8 {
-                    let hi = eight_digits(w.wrapping_sub(ONES * b'0' as u64));
-                    let lo = if n2 == 0 { 0 } else { leading_digits(w2, n2) };
-                    self.i = i + 8 + n2;
-                    // At most 15 digits: far from overflowing.
-                    return Some((hi * POW10[n2 & 7] + lo) as i64);
-                }
-            }
         }
-        self.int_bytewise()
-    }
-
-    /// [`Self::int`] byte by byte: signs, 16 digits and more, the frame's last bytes.
-    #[inline(never)]
-    fn int_bytewise(&mut self) -> Option<i64> {
-        let neg = self.b.get(self.i) == Some(&b'-');
-        if neg {
-            self.i += 1;
-        }
-        let start = self.i;
-        let digits = self.b.get(start..)?;
-        let n = digits
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(digits.len());
-        // No leading zeros; and `-0` is a float to JSON (an integer field rejects it).
-        if n == 0 || (n > 1 && digits[0] == b'0') || (neg && n == 1 && digits[0] == b'0') {
-            return None;
-        }
-        self.i = start + n;
-        // A fraction or exponent would make it a float: not ours.
-        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        // Accumulate negatively so that i64::MIN fits.
-        let mut v: i64 = 0;
-        for &c in &digits[..n] {
-            v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
-        }
-        if neg {
-            Some(v)
-        } else {
-            v.checked_neg()
-        }
+        let (v, rest) = int_long(self.rest)?;
+        self.rest = rest;
+        Some(v)
     }
 
     /// A JSON number read as `f64`, followed by CR (the `sample_rate` line's end, left in
-    /// place). The plugin's usual form, 1–7 digits and `.0` (`30000.0`), is read from two words;
-    /// anything else by [`Self::number_general`].
+    /// place). The plugin's usual form, 1–7 digits and `.0` (`30000.0`), is read from two words
+    /// here; anything else by [`number_general`].
     #[inline(always)]
     fn number(&mut self) -> Option<f64> {
-        let i = self.i;
-        if let Some(w) = word(self.b, i) {
-            let n = (non_digits(w).trailing_zeros() / 8) as usize;
-            let leading_zero = w as u8 == b'0' && n > 1;
-            if (1..8).contains(&n) && !leading_zero {
-                // `.0` and the CR, as a little-endian 3-byte pattern.
-                let point_zero_cr = u64::from_le_bytes(*b".0\r\0\0\0\0\0");
-                if word(self.b, i + n).is_some_and(|t| t & 0xFF_FFFF == point_zero_cr) {
-                    self.i = i + n + 2;
+        if let Some(w) = word(self.rest) {
+            let n = digit_count(w);
+            if n.wrapping_sub(1) < 7 && (n == 1 || w as u8 != b'0') {
+                if self.rest.get(n..n + 3) == Some(b".0\r") {
+                    self.rest = &self.rest[n + 2..];
                     // At most 7 digits: exact in an f64, as serde_json reads it.
                     return Some(leading_digits(w, n) as f64);
                 }
             }
         }
-        self.number_general()
+        let (v, rest) = number_general(self.rest)?;
+        self.rest = rest;
+        Some(v)
     }
+}
 
-    /// Any JSON number as `f64` (grammar checked here, value by the standard parser, which
-    /// rounds correctly like serde_json). `30000.0`-style integral values take a shortcut.
-    #[inline(never)]
-    fn number_general(&mut self) -> Option<f64> {
-        let start = self.i;
-        let b = self.b;
-        let mut i = self.i;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
+/// 10ⁿ for the digit counts of one word.
+const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// [`Cur::int`] past its one-word case: 8–15 digits from two words (a millisecond timestamp
+/// has 13), anything else byte by byte.
+#[inline(never)]
+fn int_long(s: &[u8]) -> Option<(i64, &[u8])> {
+    if let (Some(w), Some(w2)) = (word(s), s.get(8..).and_then(word)) {
+        let n2 = digit_count(w2);
+        if digit_count(w) == 8 && w as u8 != b'0' && n2 < 8 {
+            let hi = eight_digits(w.wrapping_sub(ONES * b'0' as u64));
+            let lo = if n2 == 0 { 0 } else { leading_digits(w2, n2) };
+            // At most 15 digits: far from overflowing.
+            return Some(((hi * POW10[n2 & 7] + lo) as i64, &s[8 + n2..]));
         }
-        let int_start = i;
+    }
+    int_bytewise(s)
+}
+
+/// [`Cur::int`] byte by byte: signs, leading zeros, 16 digits and more, the frame's last bytes.
+#[inline(never)]
+fn int_bytewise(s: &[u8]) -> Option<(i64, &[u8])> {
+    let neg = s.first() == Some(&b'-');
+    let digits = if neg { &s[1..] } else { s };
+    let n = digits
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    // No leading zeros; and `-0` is a float to JSON (an integer field rejects it).
+    if n == 0 || (n > 1 && digits[0] == b'0') || (neg && n == 1 && digits[0] == b'0') {
+        return None;
+    }
+    let rest = &digits[n..];
+    // A fraction or exponent would make it a float: not ours.
+    if matches!(rest.first(), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    // Accumulate negatively so that i64::MIN fits.
+    let mut v: i64 = 0;
+    for &c in &digits[..n] {
+        v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+    }
+    let v = if neg { v } else { v.checked_neg()? };
+    Some((v, rest))
+}
+
+/// [`Cur::string`] byte by byte, for the rare string that is not plain ASCII (or ends within
+/// eight bytes of the frame's end): its text (checked to be UTF-8) and what follows the quote.
+#[inline(never)]
+fn string_bytewise(s: &[u8]) -> Option<(&str, &[u8])> {
+    let end = s
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if s[end] != b'"' {
+        return None;
+    }
+    let text = std::str::from_utf8(&s[..end]).ok()?;
+    Some((text, &s[end + 1..]))
+}
+
+/// Any JSON number as `f64` (grammar checked here, value by the standard parser, which rounds
+/// correctly like serde_json), and what follows it. Integral values take a shortcut.
+#[inline(never)]
+fn number_general(b: &[u8]) -> Option<(f64, &[u8])> {
+    let mut i = 0;
+    let neg = b.first() == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let int_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return None;
+    }
+    let mut simple = int_len <= 15; // exactly representable, no rounding question
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let f = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
         }
-        let int_len = i - int_start;
-        if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        if i == f {
             return None;
         }
-        let mut simple = int_len <= 15; // exactly representable, no rounding question
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let f = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == f {
-                return None;
-            }
-            simple &= b[f..i].iter().all(|&c| c == b'0');
-        }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let e = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == e {
-                return None;
-            }
-            simple = false;
-        }
-        self.i = i;
-        if simple {
-            let mut v: i64 = 0;
-            for &c in &b[int_start..int_start + int_len] {
-                v = v * 10 + i64::from(c - b'0');
-            }
-            let v = v as f64;
-            return Some(if b[start] == b'-' { -v } else { v });
-        }
-        // The slice holds only ASCII digits, sign, point and exponent: valid UTF-8.
-        // Out of f64's range JSON is an error, where `parse` would give infinity.
-        let v: f64 = std::str::from_utf8(&b[start..i]).ok()?.parse().ok()?;
-        v.is_finite().then_some(v)
+        simple &= b[f..i].iter().all(|&c| c == b'0');
     }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let e = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == e {
+            return None;
+        }
+        simple = false;
+    }
+    if simple {
+        let mut v: i64 = 0;
+        for &c in &b[int_start..int_start + int_len] {
+            v = v * 10 + i64::from(c - b'0');
+        }
+        let v = v as f64;
+        return Some((if neg { -v } else { v }, &b[i..]));
+    }
+    // The slice holds only ASCII digits, sign, point and exponent: valid UTF-8.
+    // Out of f64's range JSON is an error, where `parse` would give infinity.
+    let v: f64 = std::str::from_utf8(&b[..i]).ok()?.parse().ok()?;
+    v.is_finite().then_some((v, &b[i..]))
 }
 
 /// Scans a DATA header in the plugin's exact layout (trailing NULs ignored, as by the general
@@ -314,13 +319,11 @@ pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
         end -= 1;
     }
     let mut c = Cur {
-        b: &frame[..end],
-        i: 0,
+        rest: &frame[..end],
     };
     c.lit(b"{\r\n  \"message_num\": ")?;
     let message_num = c.int()?;
-    c.lit(b",\r\n  \"type\": \"data\",\r\n  \"content\": {")?;
-    c.lit(b"\r\n    \"stream\": \"")?;
+    c.lit(b",\r\n  \"type\": \"data\",\r\n  \"content\": {\r\n    \"stream\": \"")?;
     let stream = c.string()?;
     c.lit(b",\r\n    \"channel_num\": ")?;
     let channel_num = c.int()?;
@@ -343,7 +346,7 @@ pub fn scan_data_header(frame: &[u8]) -> Option<DataHeader<'_>> {
         None
     };
     c.lit(b"\r\n}")?;
-    if c.i != c.b.len() {
+    if !c.rest.is_empty() {
         return None;
     }
     Some(DataHeader {
@@ -443,6 +446,95 @@ mod tests {
                 None,
                 "cut at {k}"
             );
+        }
+    }
+
+    /// A small deterministic generator (xorshift) for the word-level tests.
+    fn words(seed: u64) -> impl Iterator<Item = u64> {
+        let mut x = seed;
+        std::iter::from_fn(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x)
+        })
+    }
+
+    #[test]
+    fn word_digit_helpers_match_a_byte_loop() {
+        // Every digit count, every possible first non-digit, any bytes after it.
+        let mut cases = Vec::new();
+        for (k, r) in words(0x9E37_79B9_7F4A_7C15).take(20_000).enumerate() {
+            let mut b = r.to_le_bytes();
+            let n = k % 9;
+            for (j, d) in b.iter_mut().enumerate().take(n) {
+                *d = b'0' + ((r >> (j * 5)) % 10) as u8;
+            }
+            if n < 8 {
+                b[n] = (k / 9 % 256) as u8;
+            }
+            cases.push(b);
+        }
+        for b in cases {
+            let w = u64::from_le_bytes(b);
+            let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+            assert_eq!(digit_count(w), n, "{b:?}");
+            for m in 1..=n {
+                let v = b[..m]
+                    .iter()
+                    .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+                assert_eq!(leading_digits(w, m), v, "{b:?} first {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn string_stops_flags_the_first_byte_a_plain_string_cannot_hold() {
+        let stop = |c: u8| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x80;
+        for (k, r) in words(0xD1B5_4A32_D192_ED03).take(20_000).enumerate() {
+            let mut b = r.to_le_bytes();
+            // A plain prefix of every length, then any byte, then anything.
+            let p = k % 9;
+            for (j, c) in b.iter_mut().enumerate().take(p) {
+                *c = b' ' + 1 + ((r >> (j * 7)) % 90) as u8; // '!'..'z', may be '"' or '\'
+            }
+            if p < 8 {
+                b[p] = (k / 9 % 256) as u8;
+            }
+            let w = u64::from_le_bytes(b);
+            let want = b.iter().position(|&c| stop(c));
+            let s = string_stops(w);
+            let got = (s != 0).then(|| (s.trailing_zeros() / 8) as usize);
+            assert_eq!(got, want, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn integers_of_every_length_in_every_field() {
+        let fields = [
+            "\"message_num\": 1",
+            "\"channel_num\": 0",
+            "\"num_samples\": 4",
+            "\"sample_num\": 30720",
+            "\"data_size\": 16",
+            "\"timestamp\": 1753228800000",
+        ];
+        for f in fields {
+            let key = &f[..f.find(':').unwrap() + 2];
+            for len in 1..=19 {
+                let digits: String = "9182736450918273645".chars().take(len).collect();
+                for text in [digits.clone(), format!("-{digits}")] {
+                    let s = SPEC_1_8.replace(f, &format!("{key}{text}"));
+                    let json = super::super::protocol::parse_header(s.as_bytes());
+                    let json = match json {
+                        Ok(super::super::protocol::Header::Data(h)) => Some(h),
+                        _ => None,
+                    };
+                    assert_eq!(scan_data_header(s.as_bytes()), json, "{key}{text}");
+                    // Every one of these is valid JSON with an i64 value: the scanner reads it.
+                    assert!(json.is_some(), "{key}{text}");
+                }
+            }
         }
     }
 }
