@@ -42,21 +42,21 @@ fn word(b: &[u8]) -> Option<u64> {
     b.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
 }
 
-/// The bytes of `w` that are not ASCII digits, as a word nonzero exactly in those bytes' high
-/// nibbles, exact up to and including the first such byte (a byte ≥ `0xFA` carries into the
-/// next one, which only ever follows a non-digit). `trailing_zeros() / 8` is then the number of
-/// leading digits (8 when all are).
+/// A word of ASCII bytes as digit values (`w` minus `'0'` in every byte): 0–9 in the bytes
+/// that are digits, exact up to and including the first byte that is not (a byte below `'0'`
+/// borrows from the next one, which only ever follows a non-digit).
 #[inline(always)]
-fn non_digits(w: u64) -> u64 {
-    let hi = w & (ONES * 0xF0);
-    let hi6 = w.wrapping_add(ONES * 0x06) & (ONES * 0xF0);
-    (hi ^ (ONES * 0x30)) | (hi6 ^ (ONES * 0x30))
+fn digit_values(w: u64) -> u64 {
+    w.wrapping_sub(ONES * b'0' as u64)
 }
 
-/// The number of leading ASCII digits of `w` (0–8).
+/// The number of leading digits (0–8) of a word of digit values ([`digit_values`]): a byte is
+/// a digit when its value is at most 9, i.e. when neither it nor it plus `0x76` has the high
+/// bit set (a carry out of a byte needs a value ≥ `0x8A`, which is itself flagged).
 #[inline(always)]
-fn digit_count(w: u64) -> usize {
-    (non_digits(w).trailing_zeros() / 8) as usize
+fn digit_count(x: u64) -> usize {
+    let non_digits = (x | x.wrapping_add(ONES * 0x76)) & HIGHS;
+    (non_digits.trailing_zeros() / 8) as usize
 }
 
 /// The value of eight decimal digits, given as digit values 0–9 (not ASCII), the most
@@ -70,12 +70,11 @@ fn eight_digits(x: u64) -> u64 {
     lo.wrapping_add(hi) >> 32
 }
 
-/// The value of the `n` (1–8) leading digits of `w` (ASCII, known to be digits).
+/// The value of the `n` (1–8) leading digit values of `x` (known to be digits).
 #[inline(always)]
-fn leading_digits(w: u64, n: usize) -> u64 {
-    // Digit values; a byte past the digits may borrow from the ones above it, which the shift
-    // drops. Shifted up, the digits sit where an 8-digit number with leading zeros would.
-    let x = w.wrapping_sub(ONES * b'0' as u64);
+fn leading_digits(x: u64, n: usize) -> u64 {
+    // Shifted up, the digits sit where an 8-digit number with leading zeros would, and the
+    // bytes past them (perhaps not exact) drop out.
     eight_digits(x << ((64 - 8 * n) & 63))
 }
 
@@ -154,21 +153,32 @@ impl<'a> Cur<'a> {
         Some(text)
     }
 
-    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`). Up to 7 digits from one word
-    /// here, up to 15 from two in [`int_long`], signs and anything else in [`int_bytewise`].
-    /// A fraction or exponent after the digits is left in place, where the literal that every
-    /// caller expects next (`,` or CR) rejects it.
+    /// A JSON integer that fits an `i64` (`-?(0|[1-9][0-9]*)`): up to 15 digits without a sign
+    /// from one or two words (a millisecond timestamp has 13), signs and anything else by
+    /// [`int_bytewise`]. A fraction or exponent after the digits is left in place, where the
+    /// literal that every caller expects next (`,` or CR) rejects it.
     #[inline(always)]
     fn int(&mut self) -> Option<i64> {
-        if let Some(w) = word(self.rest) {
-            let n = digit_count(w);
-            // 1–7 digits, no leading zero.
-            if n.wrapping_sub(1) < 7 && (n == 1 || w as u8 != b'0') {
+        if let Some(x) = word(self.rest).map(digit_values) {
+            let n = digit_count(x);
+            // No digits (a sign, or not a number) and leading zeros go the long way.
+            let plain = n != 0 && (n == 1 || x as u8 != 0);
+            if plain && n < 8 {
                 self.rest = &self.rest[n..];
-                return Some(leading_digits(w, n) as i64);
+                return Some(leading_digits(x, n) as i64);
+            }
+            if let (true, Some(x2)) = (plain, self.rest.get(8..).and_then(word).map(digit_values)) {
+                let n2 = digit_count(x2);
+                if n2 < 8 {
+                    let hi = eight_digits(x);
+                    let lo = if n2 == 0 { 0 } else { leading_digits(x2, n2) };
+                    self.rest = &self.rest[8 + n2..];
+                    // At most 15 digits: far from overflowing.
+                    return Some((hi * POW10[n2 & 7] + lo) as i64);
+                }
             }
         }
-        let (v, rest) = int_long(self.rest)?;
+        let (v, rest) = int_bytewise(self.rest)?;
         self.rest = rest;
         Some(v)
     }
@@ -178,14 +188,13 @@ impl<'a> Cur<'a> {
     /// here; anything else by [`number_general`].
     #[inline(always)]
     fn number(&mut self) -> Option<f64> {
-        if let Some(w) = word(self.rest) {
-            let n = digit_count(w);
-            if n.wrapping_sub(1) < 7 && (n == 1 || w as u8 != b'0') {
-                if self.rest.get(n..n + 3) == Some(b".0\r") {
-                    self.rest = &self.rest[n + 2..];
-                    // At most 7 digits: exact in an f64, as serde_json reads it.
-                    return Some(leading_digits(w, n) as f64);
-                }
+        if let Some(x) = word(self.rest).map(digit_values) {
+            let n = digit_count(x);
+            let plain = n.wrapping_sub(1) < 7 && (n == 1 || x as u8 != 0);
+            if plain && self.rest.get(n..n + 3) == Some(b".0\r") {
+                self.rest = &self.rest[n + 2..];
+                // At most 7 digits: exact in an f64, as serde_json reads it.
+                return Some(leading_digits(x, n) as f64);
             }
         }
         let (v, rest) = number_general(self.rest)?;
@@ -196,22 +205,6 @@ impl<'a> Cur<'a> {
 
 /// 10ⁿ for the digit counts of one word.
 const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
-
-/// [`Cur::int`] past its one-word case: 8–15 digits from two words (a millisecond timestamp
-/// has 13), anything else byte by byte.
-#[inline(never)]
-fn int_long(s: &[u8]) -> Option<(i64, &[u8])> {
-    if let (Some(w), Some(w2)) = (word(s), s.get(8..).and_then(word)) {
-        let n2 = digit_count(w2);
-        if digit_count(w) == 8 && w as u8 != b'0' && n2 < 8 {
-            let hi = eight_digits(w.wrapping_sub(ONES * b'0' as u64));
-            let lo = if n2 == 0 { 0 } else { leading_digits(w2, n2) };
-            // At most 15 digits: far from overflowing.
-            return Some(((hi * POW10[n2 & 7] + lo) as i64, &s[8 + n2..]));
-        }
-    }
-    int_bytewise(s)
-}
 
 /// [`Cur::int`] byte by byte: signs, leading zeros, 16 digits and more, the frame's last bytes.
 #[inline(never)]
@@ -478,19 +471,20 @@ mod tests {
         for b in cases {
             let w = u64::from_le_bytes(b);
             let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
-            assert_eq!(digit_count(w), n, "{b:?}");
+            let x = digit_values(w);
+            assert_eq!(digit_count(x), n, "{b:?}");
             for m in 1..=n {
                 let v = b[..m]
                     .iter()
                     .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
-                assert_eq!(leading_digits(w, m), v, "{b:?} first {m}");
+                assert_eq!(leading_digits(x, m), v, "{b:?} first {m}");
             }
         }
     }
 
     #[test]
     fn string_stops_flags_the_first_byte_a_plain_string_cannot_hold() {
-        let stop = |c: u8| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x80;
+        let stop = |c: u8| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c);
         for (k, r) in words(0xD1B5_4A32_D192_ED03).take(20_000).enumerate() {
             let mut b = r.to_le_bytes();
             // A plain prefix of every length, then any byte, then anything.
