@@ -5,8 +5,11 @@
 //! headers it must answer, unless a string needed a JSON escape. The receiver's path
 //! (`parse_header_fast`: the scanner, else the JSON parse or the repair) gives what the JSON
 //! parse gives, and says which way it went. `PROPTEST_CASES` raises the case count for a long
-//! run.
+//! run. On the real GUI's bytes (`shared/fixtures`), every intact DATA header takes the scanner.
 
+mod capkit;
+
+use capkit::{fixture_json, fixture_records};
 use oe_testkit::sim::juce_data_header;
 use proptest::prelude::*;
 use zmq2osc::ingest::protocol::{parse_header, parse_header_fast, Header, HeaderPath};
@@ -255,5 +258,51 @@ proptest! {
         ms in proptest::collection::vec(mutation(), 0..3),
     ) {
         receiver_path_agrees(&apply(header(&f), &ms))?;
+    }
+}
+
+/// The real GUI's headers (every capture in `shared/fixtures`) on the receiver's path: every
+/// DATA header with intact JSON is scanned, to the header the JSON parse gives; the ones cut by
+/// the non-ASCII length bug are repaired; only events take the JSON parse.
+#[test]
+fn real_gui_data_headers_take_the_scanner() {
+    for name in [
+        "gui-32ch-start-stop",
+        "gui-16ch-loop-restart",
+        "gui-8ch-nonascii",
+        "gui-128ch",
+    ] {
+        let j = fixture_json(name);
+        let (mut scanned, mut parsed, mut repaired) = (0u64, 0u64, 0u64);
+        for r in fixture_records(name) {
+            let bytes = &r.frames[1];
+            let text = String::from_utf8_lossy(bytes);
+            let mut buf = bytes.clone();
+            buf.push(0);
+            let (h, path) = parse_header_fast(&mut buf, bytes.len())
+                .unwrap_or_else(|e| panic!("{name}: {e:?}: {text}"));
+            match path {
+                HeaderPath::Scanned => {
+                    scanned += 1;
+                    assert_eq!(Ok(h), parse_header(bytes), "{name}: {text}");
+                }
+                HeaderPath::Parsed => {
+                    parsed += 1;
+                    assert!(matches!(h, Header::Event(_)), "{name}: not scanned: {text}");
+                }
+                HeaderPath::Repaired => repaired += 1,
+            }
+        }
+        let count = |k: &str| j[k].as_u64().unwrap();
+        let invalid = count("invalid_json_data_headers");
+        assert_eq!(
+            (scanned, parsed, repaired),
+            (
+                count("data_messages") - invalid,
+                count("event_messages"),
+                invalid
+            ),
+            "{name}"
+        );
     }
 }
