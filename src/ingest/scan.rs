@@ -34,7 +34,7 @@
 //! line (`int_bytewise`, `string_bytewise`, `number_general`):
 //!
 //! * the literal text between the fields as fixed-size compares, which the compiler turns into
-//!   a few 16-byte loads and compares (`same`);
+//!   a few 16-byte loads and compares (`Cur::lit`);
 //! * integers from one or two words: the digit count from the word's digit values, the value by
 //!   the SWAR conversion (three multiplications for eight digits, `eight_digits`);
 //! * strings searched eight bytes at a time for the closing quote, stopping as well at anything
@@ -124,7 +124,7 @@ fn string_stops(w: u64) -> u64 {
 
 /// Bytes already known to be ASCII as text, without validating them a second time.
 #[inline(always)]
-#[allow(unsafe_code)] // the crate's one use outside the I/O, frame and scheduling modules
+#[allow(unsafe_code)] // the ingest code's one `unsafe` block
 fn ascii_str(s: &[u8]) -> &str {
     debug_assert!(s.is_ascii());
     // SAFETY: the only caller, `Cur::string`, passes bytes it has just read word by word and
@@ -215,8 +215,8 @@ impl<'a> Cur<'a> {
     }
 
     /// A JSON number read as `f64`, followed by CR (the `sample_rate` line's end, left in
-    /// place). The plugin's usual form, 1–7 digits and `.0` (`30000.0`), is read from two words
-    /// here; anything else by [`number_general`].
+    /// place). The plugin's usual form, 1–7 digits and `.0` (`30000.0`), is read from one word
+    /// and the three bytes after the digits here; anything else by [`number_general`].
     #[inline(always)]
     fn number(&mut self) -> Option<f64> {
         if let Some(x) = word(self.rest).map(digit_values) {
