@@ -413,7 +413,7 @@ pub fn parse_header_mut(buf: &mut [u8], len: usize) -> Result<(Header<'_>, bool)
 }
 
 /// [`parse_header_mut`] with the scanner first: a DATA header in the plugin's exact layout is
-/// read by [`super::scan::scan_spans`] (one pass, no JSON parser); anything else (events,
+/// read by [`super::scan::scan_data_header`] (one pass, no JSON parser); anything else (events,
 /// spikes, other layouts, repairs) falls back to the full parse, and the path taken is returned
 /// so the receiver can count the fallbacks. The result is the same either way
 /// (`tests/header_scan.rs`).
@@ -422,12 +422,18 @@ pub fn parse_header_fast(
     len: usize,
 ) -> Result<(Header<'_>, HeaderPath), Malformed> {
     let len = len.min(buf.len());
-    if let Some(spans) = super::scan::scan_spans(&buf[..len]) {
-        return Ok((Header::Data(spans.header(&buf[..len])), HeaderPath::Scanned));
-    }
     let mut end = len;
     while end > 0 && buf[end - 1] == 0 {
         end -= 1;
+    }
+    if buf[..end].last() == Some(&b'}') {
+        // A text ending in `}` is never repaired (`truncated_header_cut` says `None` at once),
+        // and only such a text can be in the scanner's layout: this branch reads `buf` only.
+        let text: &[u8] = &buf[..end];
+        return match super::scan::scan_data_header(text) {
+            Some(h) => Ok((Header::Data(h), HeaderPath::Scanned)),
+            None => parse_header(text).map(|h| (h, HeaderPath::Parsed)),
+        };
     }
     match truncated_header_cut(&buf[..end]) {
         Some(cut) if cut < buf.len() => {
