@@ -12,7 +12,7 @@
 //!   lazy-pirate reset of that socket (never the data socket) after
 //!   `zmq.not_responding_timeout` s without a reply.
 //!
-//! The hot threads spin briefly when idle, then park (the receiver in `zmq_poll`, shards in
+//! The hot threads spin briefly when idle, then yield, then park (the receiver in `zmq_poll`, shards in
 //! `thread::park_timeout`), so an idle bridge costs next to nothing. A panic in any thread
 //! stops the bridge and is reported as a failure.
 //!
@@ -285,6 +285,26 @@ pub fn output_format(cfg: &Config) -> OutputFormat {
 /// See [`Config::output_specs`].
 pub fn output_specs(cfg: &Config) -> Vec<OutputSpec> {
     cfg.output_specs()
+}
+
+/// One step of a hot thread's idle wait, `idle` into a window of `spin`: true = poll again,
+/// false = the window is over, park. The first fifth of the window spins (a message or block
+/// due within microseconds is taken without a context switch); the rest gives the core away
+/// between polls (`sched_yield`), so that on a machine with few cores the publisher and
+/// libzmq's I/O threads run instead of a spinning poll. Measured at 256 ch, built-in simulator,
+/// 6 pairs of 8 s runs: the publisher's burst (`block_spread` p50) 1.3 instead of 1.9 ms and
+/// end-to-end p50 0.2 ms lower in 5 of 6 pairs, CPU unchanged (see issue 13's notes).
+#[inline]
+pub(crate) fn idle_backoff(idle: Duration, spin: Duration) -> bool {
+    if idle >= spin {
+        return false;
+    }
+    if idle < spin / 5 {
+        std::hint::spin_loop();
+    } else {
+        thread::yield_now();
+    }
+    true
 }
 
 /// Idle spin before a hot thread parks, by `performance.mode`.

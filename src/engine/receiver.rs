@@ -276,8 +276,7 @@ pub(crate) fn run_receiver(
                     }
                 }
                 let since = *idle_since.get_or_insert(now);
-                if now.duration_since(since) < spin {
-                    std::hint::spin_loop();
+                if super::idle_backoff(now.duration_since(since), spin) {
                     continue;
                 }
                 publish!(now);

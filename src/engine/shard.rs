@@ -237,8 +237,7 @@ pub(crate) fn run_shard(
                 let now = Instant::now();
                 let due = pipeline.poll(now, &mut tx);
                 let since = *idle_since.get_or_insert(now);
-                if now.duration_since(since) < spin {
-                    std::hint::spin_loop();
+                if super::idle_backoff(now.duration_since(since), spin) {
                     continue;
                 }
                 publish_tx(counters, &pipeline, &tx.sender, dropped_oldest, 0);
