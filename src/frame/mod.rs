@@ -429,6 +429,27 @@ impl Frame {
         let start = ch as usize * num_samples;
         &mut self.data.as_mut_slice()[start..start + num_samples]
     }
+    /// Asks the CPU to start loading the cache line that holds sample `j` of channel `ch`, so
+    /// that a later read finds it near (a hint: values and behaviour are unchanged; nothing
+    /// happens off x86-64 or out of bounds). The encoder reads a frame across all its channels
+    /// at once, right after the receiver wrote it on another core, and would otherwise wait for
+    /// one cache miss after another.
+    #[inline(always)]
+    pub fn prefetch(&self, ch: u32, j: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v) = self.data.as_slice().get(ch as usize * self.num_samples + j) {
+            // SAFETY: `_mm_prefetch` is only a cache hint: it reads nothing the program sees
+            // and cannot fault, and the address is a valid element of this frame's memory
+            // anyway. SSE, which it needs, is part of the x86-64 baseline.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (v as *const f32).cast(),
+                )
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (ch, j);
+    }
     /// Sample `j` of channel `ch`.
     #[inline]
     pub fn sample(&self, ch: u32, j: usize) -> f32 {
