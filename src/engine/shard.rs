@@ -143,6 +143,10 @@ pub(crate) fn run_shard(
         pace_expected: 1,
         pace_sent: 0,
     };
+    // A shard gets one frame per block (23 ms apart with GUI blocks) or finds the next one
+    // already queued, so a long poll after a frame almost never catches anything: its window
+    // is a tenth of the receiver's (whose messages come microseconds apart within a burst).
+    let spin = spin / 10;
     let counters = &shared.tx[index];
     let mut dropped_oldest = 0u64;
     let mut idle_since: Option<Instant> = None;
