@@ -45,7 +45,10 @@ pub struct SenderOptions {
     pub force_portable: bool,
     /// Linux: send runs of equal-length, contiguous datagrams with one `sendmsg` + `UDP_SEGMENT`.
     pub use_gso: bool,
-    /// How long one `send_batch` call keeps retrying `EAGAIN` before it drops datagrams.
+    /// How long one `send_batch` call keeps retrying `EAGAIN` before it drops datagrams (and
+    /// counts them). The budget is per call, whatever its length: the encoder hands over up to
+    /// `output::TRANSMIT_BATCH` = 1024 datagrams per call (a whole 696-row block at 256 ch),
+    /// so a socket that stays full delays one block by at most this much.
     pub would_block_retry: Duration,
     /// Allow sending to a broadcast address (`SO_BROADCAST`).
     pub broadcast: bool,

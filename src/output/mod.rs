@@ -188,8 +188,9 @@ pub struct OutputPipeline {
     addr_notice: Vec<u8>,
     chan_addrs: Vec<u8>,
     chan_off: Vec<(u32, u32)>,
-    /// Datagram bytes, allocated and written once at start-up; `arena[..arena_used]` holds
-    /// the datagrams not yet handed to the transmitter (each one written whole).
+    /// Datagram bytes, allocated once at start-up (zeroed; its pages become resident on first
+    /// use, like the slab's); `arena[..arena_used]` holds the datagrams not yet handed to the
+    /// transmitter, each written whole (unit tests poison the rest to check that).
     arena: Vec<u8>,
     arena_used: usize,
     dgrams: Vec<(u32, u32)>,

@@ -99,7 +99,8 @@ impl OutputPipeline {
                 0
             }),
             chan_off: Vec::with_capacity(if per_channel { per_addr * m } else { 0 }),
-            arena: vec![0; arena_cap],
+            // Unit tests start from garbage too (see `send_arena`).
+            arena: vec![if cfg!(test) { 0xA5 } else { 0 }; arena_cap],
             arena_used: 0,
             dgrams: Vec::with_capacity(TRANSMIT_BATCH),
             rows_total: 0,

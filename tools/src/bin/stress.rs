@@ -462,7 +462,7 @@ fn main() -> ExitCode {
              `sim rate` = samples published ÷ (streaming time × 30 kHz), below 1 when it \
              fell behind; `upstream` = ZMQ messages missing by `message_num` at the bridge; `kernel drops` = \
              the sink's socket overflowed; instrument = this process (simulator, its libzmq \
-             threads, sink).\n\n| scenario | sim rate (x real time) | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+             threads, sink, and in `-contend` rows the thread burning a core).\n\n| scenario | sim rate (x real time) | sim late / blocks | sim max late ms | upstream | kernel drops | sink CPU % | instrument CPU % | bridge CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for res in &results {
             let Some(r0) = res.first() else { continue };
