@@ -299,6 +299,23 @@ mod tests {
         f
     }
 
+    /// Frame 1 of channels 0..n, `len` samples from 0, sample k of channel c = c·1000 + k.
+    fn wide_frame(n: u32, len: usize) -> Frame {
+        let mut f = Frame::new(n as usize, len);
+        f.seq = 1;
+        f.num_samples = len;
+        f.channels = (0..n).collect();
+        f.layout_generation = 1;
+        f.sample_rate = 30_000.0;
+        f.discontinuity = Discontinuity::default();
+        for c in 0..n {
+            for (k, v) in f.row_mut(c, len).iter_mut().enumerate() {
+                *v = (c as usize * 1000 + k) as f32;
+            }
+        }
+        f
+    }
+
     /// Runs the same frames through the tiled and the general path; returns both captures.
     fn both(fmt: &OutputFormat, frames: &[Frame]) -> [Capture; 2] {
         [true, false].map(|on| {
@@ -472,19 +489,7 @@ mod tests {
     fn a_tile_is_never_cut_by_a_flush_and_batches_stay_bounded() {
         // 1000 channels: a row is 5 020 B, so a tile is 9 rows and the 1 MiB arena holds
         // 208 rows: the arena forces flushes, cutting tiles.
-        let chans: Vec<u32> = (0..1000).collect();
-        let mut f = Frame::new(1000, 1024);
-        f.seq = 1;
-        f.num_samples = 1000;
-        f.channels = chans.clone();
-        f.layout_generation = 1;
-        f.sample_rate = 30_000.0;
-        f.discontinuity = Discontinuity::default();
-        for &c in &chans {
-            for (k, v) in f.row_mut(c, 1000).iter_mut().enumerate() {
-                *v = (c * 1000 + k as u32) as f32;
-            }
-        }
+        let f = wide_frame(1000, 1000);
         let fmt = OutputFormat {
             max_channels: 1000,
             ..Default::default()
@@ -504,13 +509,7 @@ mod tests {
     fn rows_are_handed_over_in_whole_gso_runs() {
         // 1000 channels, 1000 rows of 5 020 B: the 1 MiB arena holds 208 rows = 13 GSO runs of
         // 16, so every flush but a block's last carries 208 rows.
-        let chans: Vec<u32> = (0..1000).collect();
-        let mut f = Frame::new(1000, 1024);
-        f.seq = 1;
-        f.num_samples = 1000;
-        f.channels = chans.clone();
-        f.layout_generation = 1;
-        f.sample_rate = 30_000.0;
+        let mut f = wide_frame(1000, 1000);
         let fmt = OutputFormat {
             max_channels: 1000,
             ..Default::default()
@@ -530,12 +529,7 @@ mod tests {
             vec![208, 208, 208, 208, 168, 208, 208, 208, 208, 168]
         );
         // At 256 channels a 696-row block goes out in one call.
-        let mut f = Frame::new(256, 696);
-        f.seq = 1;
-        f.num_samples = 696;
-        f.channels = (0..256).collect();
-        f.layout_generation = 1;
-        f.sample_rate = 30_000.0;
+        let f = wide_frame(256, 696);
         let mut p = OutputPipeline::new(OutputFormat {
             max_channels: 256,
             ..Default::default()
