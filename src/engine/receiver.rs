@@ -192,6 +192,18 @@ fn publish(shared: &Shared, asm: &Assembler, io: &RxIo, t: RxTallies) {
     );
 }
 
+/// Receives the next frame into `scratch` (recorded; `usize::MAX` when the receive failed), then
+/// drains the rest of the message: (bytes of that frame, frames after it).
+fn recv_payload(
+    sub: &zmq::Socket,
+    scratch: &mut [u8],
+    tap: &mut Option<RecordTap>,
+) -> (usize, usize) {
+    let got = sub.recv_into(scratch, 0).unwrap_or(usize::MAX);
+    taped(tap, scratch, got);
+    (got, drain(sub, scratch, tap))
+}
+
 /// Receives the rest of a multipart message into `scratch` (discarding it).
 pub(crate) fn drain(sub: &zmq::Socket, scratch: &mut [u8], tap: &mut Option<RecordTap>) -> usize {
     let mut n = 0;
@@ -462,9 +474,7 @@ pub(crate) fn run_receiver(
                         asm.counters.count(Malformed::TooFewFrames);
                         continue;
                     }
-                    let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                    taped(&mut tap, &scratch, got);
-                    let extra = drain(&sub, &mut scratch, &mut tap);
+                    let (got, extra) = recv_payload(&sub, &mut scratch, &mut tap);
                     if extra > 0 {
                         asm.counters.count(Malformed::TooManyFrames);
                     } else if e.event_type == 3 && got.min(scratch.len()) == 10 {
@@ -484,9 +494,7 @@ pub(crate) fn run_receiver(
                     asm.counters.count(Malformed::TooFewFrames);
                     continue;
                 }
-                let got = sub.recv_into(&mut scratch, 0).unwrap_or(usize::MAX);
-                taped(&mut tap, &scratch, got);
-                let extra = drain(&sub, &mut scratch, &mut tap);
+                let (got, extra) = recv_payload(&sub, &mut scratch, &mut tap);
                 let want = s
                     .num_channels
                     .checked_mul(s.num_samples)

@@ -215,19 +215,23 @@ impl OutputPipeline {
             self.fifo
                 .push_back((target, f.arrival, f.header_timestamp_ms));
         }
-        if matches!(self.fmt.mode, Mode::Batch | Mode::Blob) && self.batch_due(now) {
-            self.counters.timer_flushes += 1;
-            self.flush_batch(tx, true);
-        }
-        if self.fmt.status {
-            self.status_due(now, tx);
-        }
-        self.send_arena(tx);
+        self.timer_work(now, tx);
     }
 
     /// Timer work: flushes a partial batch whose timeout passed, sends the status message.
     /// Returns when to call again.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) -> Option<Instant> {
+        self.timer_work(now, tx);
+        let batch = self.batch_started.map(|t| t + self.fmt.batch_timeout);
+        match (batch, self.next_status) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A partial batch whose timeout passed, a status message that is due; then everything
+    /// waiting in the arena goes out.
+    fn timer_work(&mut self, now: Instant, tx: &mut dyn Transmit) {
         if matches!(self.fmt.mode, Mode::Batch | Mode::Blob) && self.batch_due(now) {
             self.counters.timer_flushes += 1;
             self.flush_batch(tx, true);
@@ -236,11 +240,6 @@ impl OutputPipeline {
             self.status_due(now, tx);
         }
         self.send_arena(tx);
-        let batch = self.batch_started.map(|t| t + self.fmt.batch_timeout);
-        match (batch, self.next_status) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 
     /// Flushes everything pending (partial batch) at stop.

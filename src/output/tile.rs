@@ -339,6 +339,15 @@ mod tests {
         m
     }
 
+    /// Both paths sent the same datagrams (time tags masked) and reported the same blocks.
+    fn assert_same(fast: &Capture, general: &Capture, fmt: &OutputFormat) {
+        assert_eq!(fast.msgs.len(), general.msgs.len(), "{fmt:?}");
+        for (k, (a, b)) in fast.msgs.iter().zip(&general.msgs).enumerate() {
+            assert_eq!(masked(a), masked(b), "datagram {k} of {fmt:?}");
+        }
+        assert_eq!(fast.blocks, general.blocks, "{fmt:?}");
+    }
+
     #[test]
     fn tile_path_matches_the_general_path() {
         let all: Vec<u32> = (0..40).collect();
@@ -383,12 +392,8 @@ mod tests {
         ];
         for fmt in &variants {
             let [tiled, general] = both(fmt, &frames);
-            assert_eq!(tiled.msgs.len(), general.msgs.len(), "{fmt:?}");
+            assert_same(&tiled, &general, fmt);
             assert!(tiled.msgs.len() >= 294, "{fmt:?}");
-            for (k, (a, b)) in tiled.msgs.iter().zip(&general.msgs).enumerate() {
-                assert_eq!(masked(a), masked(b), "datagram {k} of {fmt:?}");
-            }
-            assert_eq!(tiled.blocks, general.blocks);
             assert_eq!(tiled.blocks, frames.len());
             // Bundled rows: the time tags rise through a block, by the same steps as the general
             // path's (each path reads the wall clock once per frame, so only steps compare).
@@ -453,11 +458,7 @@ mod tests {
                     },
                 ] {
                     let [direct, general] = both(&fmt, &frames);
-                    assert_eq!(direct.msgs.len(), general.msgs.len(), "{fmt:?}");
-                    for (k, (a, b)) in direct.msgs.iter().zip(&general.msgs).enumerate() {
-                        assert_eq!(masked(a), masked(b), "datagram {k} of {fmt:?}");
-                    }
-                    assert_eq!(direct.blocks, general.blocks, "{fmt:?}");
+                    assert_same(&direct, &general, &fmt);
                     n += direct.msgs.len();
                 }
             }

@@ -56,6 +56,11 @@ pub struct SourceSample {
     pub last_message_age: Option<f64>,
 }
 
+/// Name of heartbeat state `v` (`?` if unknown).
+fn hb_state_name(v: u64) -> &'static str {
+    HB_STATES.get(v as usize).copied().unwrap_or("?")
+}
+
 impl SourceSample {
     /// A receiver counter by name (0 if unknown).
     pub fn rx(&self, n: &str) -> u64 {
@@ -67,10 +72,7 @@ impl SourceSample {
     }
     /// Heartbeat state name.
     pub fn hb_state(&self) -> &'static str {
-        HB_STATES
-            .get(self.hb("state") as usize)
-            .copied()
-            .unwrap_or("?")
+        hb_state_name(self.hb("state"))
     }
 }
 
@@ -212,10 +214,7 @@ impl Sample {
     }
     /// Heartbeat state name.
     pub fn hb_state(&self) -> &'static str {
-        HB_STATES
-            .get(self.hb("state") as usize)
-            .copied()
-            .unwrap_or("?")
+        hb_state_name(self.hb("state"))
     }
     /// Sample rate in Hz as published by the receiver (0 = not known yet).
     pub fn sample_rate_hz(&self) -> f64 {
