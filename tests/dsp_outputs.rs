@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use oe_testkit::rng::Rng;
 use rosc::OscType;
 use std::f64::consts::PI;
 use zmq2osc::config::Config;
@@ -176,24 +177,6 @@ fn lowpass_keeps_the_band_and_removes_what_would_alias_average_does_not() {
         db(alias_avg)
     );
     assert!(db(alias_avg) - db(alias_lp) > 25.0);
-}
-
-/// Small deterministic generator (xorshift64*), uniform and Gaussian.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
-    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Tests of the feature extractor on synthetic signals.
 
 use super::*;
+use oe_testkit::rng::Rng;
 use std::f64::consts::PI;
 
 const FS: f64 = 30000.0;
@@ -19,24 +20,6 @@ fn sine(fs: f64, f: f64, amp: f64, n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| (amp * (2.0 * PI * f * i as f64 / fs).sin()) as f32)
         .collect()
-}
-
-/// Small deterministic generator (xorshift64*), uniform and Gaussian.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
-    }
 }
 
 /// Runs `x` (one row per channel, equal lengths) through `ex` in blocks of the given sizes

@@ -6,6 +6,7 @@
 
 pub mod recording;
 pub mod replay;
+pub mod rng;
 pub mod sim;
 pub mod sink;
 pub mod zmqcap;
