@@ -292,8 +292,9 @@ pub fn output_specs(cfg: &Config) -> Vec<OutputSpec> {
 /// due within microseconds is taken without a context switch); the rest gives the core away
 /// between polls (`sched_yield`), so that on a machine with few cores the publisher and
 /// libzmq's I/O threads run instead of a spinning poll. Measured at 256 ch, built-in simulator,
-/// 6 pairs of 8 s runs: the publisher's burst (`block_spread` p50) 1.3 instead of 1.9 ms and
-/// end-to-end p50 0.2 ms lower in 5 of 6 pairs, CPU unchanged (see issue 13's notes).
+/// 6 pairs of 8 s runs against a pure spin: the publisher's burst (`block_spread` p50) 1.3
+/// instead of 1.9 ms and end-to-end p50 0.2 ms lower in 5 of 6 pairs, CPU unchanged
+/// (`tools/ab.sh` with the bridges of b4699e1^ and b4699e1, `256 3`).
 #[inline]
 pub(crate) fn idle_backoff(idle: Duration, spin: Duration) -> bool {
     if idle >= spin {

@@ -14,8 +14,11 @@
 //! The frame was just written by the receiver on another core, so its lines are not in this
 //! core's caches: each channel's lines for the next tile are requested (`Frame::prefetch`)
 //! while the current tile is encoded, instead of one miss after another. In the bridge at
-//! 1024 ch (perf, `cpu-clock`), that cut the encoder's time in `process` about 3.6 times and
-//! `shard_frame_cost` p50 from 2.1–3.3 to 1.8–2.0 ms.
+//! 1024 ch (`perf record -e cpu-clock -g -p <bridge pid> -- sleep 4` during
+//! `--simulate 1024 --verify`, then `perf report --comm osc_tx_0`), that cut the encoder's
+//! samples in `process` about 3.6 times, and `shard_frame_cost` p50 went from 2.1–3.3 to
+//! 1.8–2.0 ms in 4 alternating runs each (`tools/ab.sh` with the bridges of 195384f^ and
+//! 195384f, `1024 2`).
 //!
 //! `cargo bench --bench encode -- output_pipeline` (commit 02b49cd, idle VM, one run; 696-row
 //! frames, a discarding transmitter, so hot caches and no prefetch effect), time per frame:
